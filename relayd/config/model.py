@@ -1,0 +1,134 @@
+"""The configuration as one frozen dataclass tree; every default lives here."""
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from relayd.config.units import HostPort
+
+MESSAGE_CLASSES = ("auth", "transactional", "shipping", "notification")
+TLS_MODES = ("opportunistic", "required", "off")
+ALIGNMENT_POLICIES = ("reject", "warn", "off")
+DKIM_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
+WEBHOOK_EVENTS = ("queued", "delivered", "deferred", "bounced", "expired", "suppressed", "duplicate")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    hostname: str = "localhost"
+    spool_dir: Path = Path("var/spool")
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 2525),)
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    max_message_size: int = 25_000_000
+    # RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients.
+    max_recipients: int = 100
+    # RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for the next command.
+    idle_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    listen: HostPort = HostPort("127.0.0.1", 2580)
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    nameservers: tuple[HostPort, ...] = ()
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    port: int = 25
+    tls: str = "opportunistic"
+    # RFC 5321 4.5.3.2 gives 5 minutes for the greeting and each command and
+    # 10 minutes for the reply to the final dot; relayd waits less for a
+    # connection and the greeting so a dead MX host does not hold a slot long.
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    data_timeout: float = 600.0
+    max_concurrency: int = 50
+
+
+@dataclass(frozen=True)
+class Route:
+    """A configured next hop: a host name or IP address and an optional port."""
+
+    host: str
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    first: float = 30.0
+    multiplier: float = 2.0
+    max_interval: float = 3600.0
+    give_up: float = 2 * 86400.0
+
+
+@dataclass(frozen=True)
+class ClassConfig:
+    deadline: float
+    retry: RetryPolicy
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    domain: str
+    selector: str
+    key_file: Path
+    algorithm: str = "rsa-sha256"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    alignment: str = "warn"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    secret: str = field(repr=False)
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+
+
+# Delivery deadlines per class, and the retry keys in which a class differs
+# from [retry] unless the file overrides them: a stale 2FA code is worse than
+# none, so auth gives up after 15 minutes.
+CLASS_DEADLINES = {"auth": 1.0, "transactional": 30.0, "shipping": 300.0, "notification": 3600.0}
+CLASS_RETRY_DEFAULTS: Mapping[str, Mapping[str, float]] = {
+    "auth": {"first": 5.0, "max_interval": 60.0, "give_up": 900.0},
+    "transactional": {},
+    "shipping": {},
+    "notification": {"give_up": 5 * 86400.0},
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    http: HttpConfig = HttpConfig()
+    dns: DnsConfig = DnsConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    routes: Mapping[str, Route] = field(default_factory=lambda: MappingProxyType({}))
+    retry: RetryPolicy = RetryPolicy()
+    classes: Mapping[str, ClassConfig] = field(default_factory=lambda: MappingProxyType({}))
+    dkim_keys: tuple[DkimKey, ...] = ()
+    policy: PolicyConfig = PolicyConfig()
+    webhooks: tuple[Webhook, ...] = ()
+    path: Path | None = None
+
+    def retry_for(self, message_class: str) -> RetryPolicy:
+        """Return the retry curve of `message_class`, falling back to [retry]."""
+        found = self.classes.get(message_class)
+        return found.retry if found else self.retry

@@ -1,0 +1,78 @@
+"""`relayd serve`: recover the spool, start the listeners and the scheduler, stop on a signal."""
+
+import asyncio
+import random
+import signal
+
+import structlog
+
+from relayd.config import Config
+from relayd.delivery.attempt import AttemptRunner
+from relayd.delivery.courier import Courier
+from relayd.delivery.dns import Resolver
+from relayd.delivery.routing import Router
+from relayd.delivery.scheduler import Scheduler
+from relayd.smtp.server import start_listeners
+from relayd.spool import Spool
+
+log = structlog.get_logger("relayd")
+
+# How long SIGTERM waits for attempts in progress before leaving them spooled.
+SHUTDOWN_GRACE = 10.0
+
+
+def _warn_unimplemented(config: Config) -> None:
+    """Log once for each configured feature this version does not act on yet."""
+    if config.dkim_keys:
+        log.warning("not_implemented", key="dkim.keys", detail="DKIM signing is not implemented yet; mail leaves unsigned")
+    if config.webhooks:
+        log.warning("not_implemented", key="webhooks", detail="webhooks are not implemented yet; no events are sent")
+    if config.policy.alignment == "reject":
+        log.warning("not_implemented", key="policy.alignment", detail="the alignment check is not implemented yet; nothing is rejected for it")
+
+
+async def serve(config: Config) -> int:
+    """Run the daemon until SIGTERM or SIGINT; return the exit status."""
+    _warn_unimplemented(config)
+    spool = Spool(config.server.spool_dir)
+    spool.open()
+
+    rng = random.Random()
+    router = Router(config.routes, config.delivery.port, Resolver(config.dns), rng)
+    courier = Courier(config.server.hostname, config.delivery)
+    runner = AttemptRunner(config, spool, router, courier, random_source=rng.random)
+    scheduler = Scheduler(runner, config.delivery.max_concurrency)
+
+    # Every pending recipient is scheduled again; due times in the past mean now.
+    pending = await spool.pending()
+    for queue_id, domain, due in pending:
+        scheduler.schedule(queue_id, domain, due)
+    log.info("spool_recovered", jobs=len(pending), spool=str(spool.path))
+
+    def on_accepted(queue_id: str, domains: set[str]) -> None:
+        for domain in sorted(domains):
+            scheduler.schedule(queue_id, domain, 0.0)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    try:
+        servers = await start_listeners(config, spool, on_accepted)
+    except OSError as exc:
+        log.error("listen_failed", error=str(exc))
+        spool.close()
+        return 1
+    scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
+    log.info("started", hostname=config.server.hostname)
+
+    await stop.wait()
+    log.info("stopping")
+    for server in servers:
+        server.close()
+    scheduler_task.cancel()
+    cancelled = await scheduler.drain(SHUTDOWN_GRACE)
+    spool.close()
+    log.info("stopped", attempts_left_spooled=cancelled)
+    return 0

@@ -1,0 +1,1 @@
+"""Outbound delivery: routing, the SMTP courier, outcomes, retries and the scheduler."""

@@ -1,0 +1,107 @@
+"""One attempt for one (message, domain): route, deliver, decide, record, then log."""
+
+import random
+import time
+from typing import Callable
+
+import structlog
+
+from relayd import maillog
+from relayd.config import Config
+from relayd.delivery import outcome
+from relayd.delivery.courier import AttemptResult, Courier, OutboundEnvelope, RecipientResult
+from relayd.delivery.retry import next_attempt_time
+from relayd.delivery.routing import RouteError, Router
+from relayd.spool import RecipientUpdate, Spool
+
+log = structlog.get_logger("relayd.delivery")
+
+_EVENTS = {
+    outcome.DELIVERED: maillog.delivered,
+    outcome.BOUNCED: maillog.bounced,
+    "expired": maillog.expired,
+}
+
+
+class AttemptRunner:
+    def __init__(
+        self,
+        config: Config,
+        spool: Spool,
+        router: Router,
+        courier: Courier,
+        clock: Callable[[], float] = time.time,
+        random_source: Callable[[], float] = random.random,
+    ):
+        self.config = config
+        self.spool = spool
+        self.router = router
+        self.courier = courier
+        self.clock = clock
+        self.random = random_source
+
+    async def __call__(self, queue_id: str, domain: str) -> float | None:
+        """Run one attempt; return when the next one is due, or None when none is needed."""
+        loaded = await self.spool.load(queue_id, domain)
+        if loaded is None or not loaded[1]:
+            return None
+        message, recipients = loaded
+        attempt = max(r.attempts for r in recipients) + 1
+        with structlog.contextvars.bound_contextvars(queue_id=queue_id, domain=domain, attempt=attempt):
+            return await self._attempt(message, recipients, attempt)
+
+    async def _attempt(self, message, recipients, attempt: int) -> float | None:
+        started = self.clock()
+        addresses = [r.address for r in recipients]
+        try:
+            hosts = await self.router.hosts_for(recipients[0].domain)
+        except RouteError as exc:
+            state = outcome.BOUNCED if exc.permanent else outcome.DEFERRED
+            result = AttemptResult([RecipientResult(a, state, exc.reply, "") for a in addresses])
+        else:
+            content = await self.spool.content(message.queue_id)
+            if content is None:
+                return None
+            envelope = OutboundEnvelope(message.sender, message.smtputf8, message.body_8bit)
+            result = await self.courier.deliver(envelope, content, addresses, hosts)
+
+        # Every decision is stored before it is logged or acted on, so a crash
+        # here repeats the attempt instead of forgetting its outcome.
+        now = self.clock()
+        policy = self.config.retry_for(message.message_class)
+        previous = {r.address: r for r in recipients}
+        updates = []
+        for item in result.results:
+            attempts = previous[item.address].attempts + 1
+            state, due = item.state, None
+            if state == outcome.DEFERRED:
+                due = next_attempt_time(
+                    received_at=message.received_at, now=now, attempts=attempts, policy=policy, random=self.random
+                )
+                if due is None:
+                    state = "expired"
+            updates.append(RecipientUpdate(item.address, state, attempts, due, str(item.reply), item.host))
+        await self.spool.record(message.queue_id, updates)
+
+        delays = {"spool": round(started - message.received_at, 3), **result.delays}
+        for update, item in zip(updates, result.results):
+            fields = dict(
+                queue_id=message.queue_id,
+                recipient=update.address,
+                domain=self._domain(recipients, update.address),
+                host=result.host or item.host,
+                attempt=update.attempts,
+                reply=item.reply,
+                delays=delays,
+            )
+            if update.state == outcome.DEFERRED:
+                maillog.deferred(next_attempt=update.next_attempt, **fields)
+            else:
+                _EVENTS[update.state](**fields)
+
+        due_times = [u.next_attempt for u in updates if u.state == outcome.DEFERRED]
+        return min(due_times) if due_times else None
+
+    @staticmethod
+    def _domain(recipients, address: str) -> str:
+        return next(r.domain for r in recipients if r.address == address)

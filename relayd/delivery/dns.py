@@ -1,0 +1,81 @@
+"""DNS look-ups for delivery, with dnspython's exceptions translated at this edge."""
+
+import asyncio
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.resolver
+
+from relayd.config.model import DnsConfig
+
+
+class NotFound(Exception):
+    """The name does not exist (NXDOMAIN): permanent."""
+
+
+class NoData(Exception):
+    """The name exists but has no record of the requested type."""
+
+
+class TemporaryFailure(Exception):
+    """SERVFAIL, REFUSED, a time-out or an unreachable server: try again later."""
+
+
+class Resolver:
+    """MX and address look-ups on the configured name servers, cached for the records' TTL."""
+
+    def __init__(self, config: DnsConfig):
+        if config.nameservers:
+            resolver = dns.asyncresolver.Resolver(configure=False)
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in config.nameservers]
+        else:
+            resolver = dns.asyncresolver.Resolver()
+        resolver.lifetime = config.timeout
+        resolver.timeout = config.timeout
+        resolver.cache = dns.resolver.Cache()
+        self._resolver = resolver
+
+    async def _query(self, name: str, rdtype: str):
+        try:
+            return await self._resolver.resolve(name, rdtype, search=False)
+        except dns.resolver.NXDOMAIN as exc:
+            raise NotFound(f"{name} does not exist (NXDOMAIN)") from exc
+        except dns.resolver.NoAnswer as exc:
+            raise NoData(f"{name} has no {rdtype} record") from exc
+        except dns.resolver.NoNameservers as exc:
+            raise TemporaryFailure(f"no name server answered for {name} {rdtype} (SERVFAIL or REFUSED)") from exc
+        except dns.exception.Timeout as exc:
+            raise TemporaryFailure(f"{name} {rdtype} look-up timed out") from exc
+        except dns.exception.DNSException as exc:
+            raise TemporaryFailure(f"{name} {rdtype} look-up failed: {exc}") from exc
+
+    async def mx(self, domain: str) -> list[tuple[int, str]]:
+        """Return (preference, exchange) pairs; the exchange "." marks a null MX (RFC 7505)."""
+        answer = await self._query(domain, "MX")
+        return [(record.preference, record.exchange.to_text(omit_final_dot=True) or ".") for record in answer]
+
+    async def addresses(self, host: str) -> list[str]:
+        """Return the IPv6 then the IPv4 addresses of `host`.
+
+        Raise NotFound when the name does not exist and TemporaryFailure when
+        neither look-up succeeded for a transient reason.
+        """
+        results = await asyncio.gather(self._query(host, "AAAA"), self._query(host, "A"), return_exceptions=True)
+        found: list[str] = []
+        errors = []
+        for result in results:
+            if isinstance(result, BaseException):
+                errors.append(result)
+            else:
+                found.extend(record.address for record in result)
+        if found:
+            return found
+        for error in errors:
+            if not isinstance(error, (NotFound, NoData, TemporaryFailure)):
+                raise error
+        if any(isinstance(e, TemporaryFailure) for e in errors):
+            raise next(e for e in errors if isinstance(e, TemporaryFailure))
+        if all(isinstance(e, NotFound) for e in errors):
+            raise NotFound(f"{host} does not exist (NXDOMAIN)")
+        return []

@@ -1,0 +1,60 @@
+"""The mail log: one structlog event per message or recipient state change.
+
+Every function here writes one line with fixed fields, so operators can grep
+and tests can assert on them. Message content never reaches the log.
+"""
+
+import structlog
+
+from relayd.reply import Reply
+
+log = structlog.get_logger("relayd.mail")
+
+
+def _reply_fields(reply: Reply | None) -> dict:
+    if reply is None:
+        return {}
+    fields = {"reply": str(reply), "status": reply.enhanced}
+    if reply.command:
+        fields["command"] = reply.command
+    return fields
+
+
+def accepted(*, queue_id: str, sender: str, recipients: int, size: int, client: str) -> None:
+    log.info("accepted", queue_id=queue_id, sender=sender, recipients=recipients, size=size, client=client)
+
+
+def rejected(*, reply: Reply, reason: str, client: str, **fields: object) -> None:
+    """Log a refusal in the inbound dialog; `reason` is the internal detail the client does not see."""
+    log.info("rejected", reason=reason, client=client, **_reply_fields(reply), **fields)
+
+
+def _recipient_event(event: str, *, queue_id: str, recipient: str, domain: str, host: str, attempt: int,
+                     reply: Reply | None, delays: dict | None, **fields: object) -> None:
+    log.info(
+        event,
+        queue_id=queue_id,
+        recipient=recipient,
+        domain=domain,
+        host=host,
+        attempt=attempt,
+        delays=delays or {},
+        **_reply_fields(reply),
+        **fields,
+    )
+
+
+def delivered(**fields) -> None:
+    _recipient_event("delivered", **fields)
+
+
+def deferred(*, next_attempt: float, **fields) -> None:
+    _recipient_event("deferred", next_attempt=round(next_attempt, 3), **fields)
+
+
+def bounced(**fields) -> None:
+    _recipient_event("bounced", **fields)
+
+
+def expired(**fields) -> None:
+    _recipient_event("expired", **fields)

@@ -1,0 +1,1 @@
+"""Inbound SMTP: the listener applications submit mail to."""

@@ -1,0 +1,156 @@
+"""aiosmtpd handler hooks: relay access, envelope checks and spooling at end of DATA."""
+
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import structlog
+
+from relayd import maillog
+from relayd.addresses import Address, AddressError, parse_path
+from relayd.config import Config
+from relayd.prepare import prepare
+from relayd.reply import Reply
+from relayd.smtp import replies
+from relayd.smtp.content import check_content
+from relayd.spool import NewMessage, Spool, SpoolError, SpoolFull, new_queue_id
+
+log = structlog.get_logger("relayd.smtp")
+
+# Called with the queue id and the recipient domains of each accepted message.
+AcceptedCallback = Callable[[str, set[str]], None]
+
+
+@dataclass
+class Transaction:
+    """What relayd keeps about the current mail transaction beside aiosmtpd's envelope."""
+
+    sender: Address | None = None
+    recipients: list[Address] = field(default_factory=list)
+
+
+class SubmissionHandler:
+    def __init__(self, config: Config, spool: Spool, on_accepted: AcceptedCallback):
+        self.config = config
+        self.spool = spool
+        self.on_accepted = on_accepted
+
+    def _client(self, session) -> str:
+        return str(session.peer[0]) if session.peer else "unknown"
+
+    def _allowed(self, session) -> bool:
+        try:
+            address = ipaddress.ip_address(self._client(session).split("%")[0])
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.config.smtp.allowed_networks)
+
+    def _reject(self, session, reply: Reply, reason: str, **fields) -> str:
+        maillog.rejected(reply=reply, reason=reason, client=self._client(session), **fields)
+        return str(reply)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        # RFC 2034: every reply after EHLO carries an enhanced status code.
+        return [*responses[:-1], "250-ENHANCEDSTATUSCODES", "250 PIPELINING"]
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if not self._allowed(session):
+            # relayd is never an open relay: only configured networks may submit.
+            return self._reject(
+                session, replies.R550_RELAY_DENIED.format(client=self._client(session)), "client not in smtp.allowed_networks"
+            )
+        text = "" if address == "<>" else address
+        try:
+            sender = parse_path(text, smtputf8=envelope.smtp_utf8, role="sender")
+        except AddressError as exc:
+            reply = replies.R553_BAD_ADDRESS.format(enhanced=exc.enhanced, detail=str(exc))
+            return self._reject(session, Reply(553, exc.enhanced, reply.text), "invalid sender address", sender=text)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.relayd = Transaction(sender=sender)
+        return str(replies.R250_SENDER_OK)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        transaction: Transaction = envelope.relayd
+        limit = self.config.smtp.max_recipients
+        if len(transaction.recipients) >= limit:
+            return self._reject(session, replies.R452_TOO_MANY_RECIPIENTS.format(limit=limit), "recipient limit reached")
+        try:
+            recipient = parse_path(address, smtputf8=envelope.smtp_utf8, role="recipient")
+        except AddressError as exc:
+            reply = Reply(553, exc.enhanced, f"Invalid address: {exc}")
+            return self._reject(session, reply, "invalid recipient address", recipient=address)
+        if recipient.is_literal:
+            return self._reject(session, replies.R553_ADDRESS_LITERAL, "address literal recipient", recipient=address)
+        if str(recipient) not in {str(r) for r in transaction.recipients}:
+            transaction.recipients.append(recipient)
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return str(replies.R250_RECIPIENT_OK)
+
+    async def handle_RSET(self, server, session, envelope):
+        return str(replies.R250_OK)
+
+    async def handle_DATA(self, server, session, envelope):
+        transaction: Transaction = envelope.relayd
+        content: bytes = envelope.original_content
+        problem = check_content(content)
+        if problem is not None:
+            return self._reject(session, problem, problem.text, size=len(content))
+
+        queue_id = new_queue_id()
+        received_at = time.time()
+        prepared = prepare(
+            content,
+            queue_id=queue_id,
+            hostname=self.config.server.hostname,
+            client_ip=self._client(session),
+            client_helo=session.host_name or "",
+            protocol=_protocol(session, envelope),
+            recipients=[str(r) for r in transaction.recipients],
+        )
+        message = NewMessage(
+            sender=str(transaction.sender) if transaction.sender else "",
+            recipients=tuple((str(r), r.ascii_domain) for r in transaction.recipients),
+            content=prepared,
+            received_at=received_at,
+            client=self._client(session),
+            smtputf8=bool(envelope.smtp_utf8),
+            body_8bit="BODY=8BITMIME" in envelope.mail_options,
+        )
+        try:
+            await self.spool.add(queue_id, message)
+        except SpoolFull as exc:
+            return self._reject(session, replies.R452_SPOOL_FULL, f"spool full: {exc}")
+        except SpoolError as exc:
+            return self._reject(session, replies.R451_STORE_FAILED, f"spool write failed: {exc}")
+
+        maillog.accepted(
+            queue_id=queue_id,
+            sender=message.sender,
+            recipients=len(message.recipients),
+            size=len(prepared),
+            client=message.client,
+        )
+        self.on_accepted(queue_id, {r.ascii_domain for r in transaction.recipients})
+        return str(replies.R250_QUEUED.format(queue_id=queue_id))
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd would send the exception's class name to the client.
+        log.exception("smtp_session_error", error=repr(error))
+        return str(replies.R451_STORE_FAILED)
+
+
+def _protocol(session, envelope) -> str:
+    """Return the RFC 3848 / RFC 6531 protocol name for the Received field."""
+    if envelope.smtp_utf8:
+        return "UTF8SMTP"
+    return "ESMTP" if session.extended_smtp else "SMTP"

@@ -1,0 +1,50 @@
+"""Every reply relayd's SMTP listener sends, with its RFC 3463 enhanced status code.
+
+The client sees a clear, generic sentence; the detailed reason goes to the
+log. Constants with `{placeholders}` are filled in with Reply.format().
+"""
+
+from relayd.reply import Reply
+
+R220_GREETING = Reply(220, "", "{hostname} ESMTP relayd")
+R221_BYE = Reply(221, "2.0.0", "Bye")
+R250_OK = Reply(250, "2.0.0", "Ok")
+R250_SENDER_OK = Reply(250, "2.1.0", "Sender ok")
+R250_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
+R250_QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
+
+R421_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
+R451_STORE_FAILED = Reply(451, "4.3.0", "Temporary failure storing the message, try again later")
+R452_SPOOL_FULL = Reply(452, "4.3.1", "Insufficient storage for the message, try again later")
+# RFC 5321 4.5.3.1.10: 452 to RCPT when the recipient limit is reached, and
+# the client sends the remaining recipients in a further transaction.
+R452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients: at most {limit} per message, send the rest in another message")
+
+R500_LINE_TOO_LONG_COMMAND = Reply(500, "5.5.2", "Command line too long")
+R500_SYNTAX = Reply(500, "5.5.2", "Syntax error, command not recognized")
+R501_SYNTAX_MAIL = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
+R501_SYNTAX_RCPT = Reply(501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]")
+R501_BAD_PARAMETER = Reply(501, "5.5.4", "Invalid parameter: {detail}")
+R503_NESTED_MAIL = Reply(503, "5.5.1", "Sender already given, send RSET to start a new message")
+R503_NEED_MAIL = Reply(503, "5.5.1", "Send MAIL FROM first")
+R503_NEED_RCPT = Reply(503, "5.5.1", "Send RCPT TO first: the message has no valid recipient")
+R503_NEED_EHLO = Reply(503, "5.5.1", "Send EHLO or HELO first")
+R550_RELAY_DENIED = Reply(550, "5.7.1", "Relay access denied: client address {client} is not in an allowed network")
+R553_BAD_ADDRESS = Reply(553, "{enhanced}", "Invalid address: {detail}")
+R553_ADDRESS_LITERAL = Reply(553, "5.1.2", "Address literals as recipient domains are not relayed; use a domain name")
+# RFC 5321 4.5.3.1.6 and RFC 5322 2.1.1: a line is at most 998 octets plus CRLF.
+R550_LINE_TOO_LONG = Reply(
+    550,
+    "5.6.0",
+    "Message refused: a line is longer than 998 octets; encode the body with quoted-printable or base64 and fold long header fields",
+)
+# RFC 5321 2.3.8: lines end with CRLF only. A bare CR or LF is what SMTP
+# smuggling relies on, so the whole message is refused rather than repaired.
+R550_BARE_LINE_ENDING = Reply(
+    550,
+    "5.6.0",
+    "Message refused: it contains a bare {what}; every line must end with CRLF",
+)
+R552_TOO_BIG = Reply(552, "5.3.4", "Message too big: the maximum size is {limit} bytes")
+R554_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
+R555_UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported MAIL FROM or RCPT TO parameter")

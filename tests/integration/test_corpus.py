@@ -1,0 +1,111 @@
+"""Every corpus message relayed through the daemon arrives byte for byte intact."""
+
+import re
+import smtplib
+from pathlib import Path
+
+import pytest
+
+from tests.support.sinks import SmtpScript
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "messages"
+TOO_LONG = "long-lines-over-998-generated.eml"
+MESSAGES = sorted(p.name for p in CORPUS.glob("*.eml"))
+
+# The only header fields relayd may add in front of the original content.
+_ADDED_FIELD = re.compile(rb"^(Received|Message-ID|Date): ", re.IGNORECASE)
+
+
+def as_submitted(raw: bytes) -> bytes:
+    """Return the message as a client library sends it: CRLF line endings, ending in CRLF."""
+    content = re.sub(rb"\r\n|\r|\n", b"\r\n", raw)
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    return content
+
+
+def added_fields(prefix: bytes) -> list[bytes]:
+    """Split the bytes relayd put in front of the content into header fields."""
+    fields = re.split(rb"\r\n(?![ \t])", prefix)
+    return [f for f in fields if f]
+
+
+@pytest.fixture
+def relay(dns_server, sinks, daemon):
+    dns_server.add_mx("corpus.test", "mx1.corpus.test", 10)
+    dns_server.add_mx("corpus.test", "mx2.corpus.test", 20)
+    dns_server.add_a("mx1.corpus.test", "127.0.0.2")
+    dns_server.add_a("mx2.corpus.test", "127.0.0.3")
+    dns_server.start()
+    preferred = sinks("127.0.0.2")
+    backup = sinks("127.0.0.3")
+    return daemon(dns=dns_server), preferred, backup
+
+
+def test_corpus_is_present():
+    assert len(MESSAGES) >= 30, f"corpus not found at {CORPUS}"
+
+
+def test_corpus_relayed_byte_for_byte(relay):
+    relayd, preferred, backup = relay
+    recipients = ["first@corpus.test", "second@corpus.test"]
+    expected = {}
+    with relayd.smtp() as client:
+        for name in MESSAGES:
+            if name == TOO_LONG:
+                continue
+            content = as_submitted((CORPUS / name).read_bytes())
+            options = [] if content.isascii() else ["BODY=8BITMIME"]
+            tagged = f"X-Test-Name: {name}\r\n".encode() + content
+            client.sendmail("sender@app.test", recipients, tagged, mail_options=options)
+            expected[name] = tagged
+
+    arrived = preferred.wait_for(len(expected), timeout=60)
+    assert backup.messages == []
+    by_name = {}
+    for message in arrived:
+        assert message.rcpt_tos == tuple(recipients), "both recipients in one transaction"
+        name = re.search(rb"X-Test-Name: (\S+)\r\n", message.content).group(1).decode()
+        by_name.setdefault(name, []).append(message)
+
+    for name, tagged in expected.items():
+        assert len(by_name.get(name, [])) == 1, f"{name}: delivered {len(by_name.get(name, []))} times"
+        content = by_name[name][0].content
+        assert content.endswith(tagged), f"{name}: content changed in transit"
+        prefix = content[: -len(tagged)]
+        fields = added_fields(prefix)
+        assert fields[0].startswith(b"Received: "), f"{name}: Received is not first"
+        assert all(_ADDED_FIELD.match(f) for f in fields), f"{name}: unexpected field added: {fields}"
+
+
+def test_added_fields_only_when_missing(relay):
+    relayd, preferred, _ = relay
+    with_ids = b"Message-ID: <given@app.test>\r\nDate: Thu, 03 Dec 2026 10:00:00 +0000\r\nSubject: a\r\n\r\nbody\r\n"
+    without = b"Subject: b\r\n\r\nbody\r\n"
+    with relayd.smtp() as client:
+        client.sendmail("sender@app.test", ["one@corpus.test"], with_ids)
+        client.sendmail("sender@app.test", ["one@corpus.test"], without)
+    first, second = sorted(preferred.wait_for(2), key=lambda m: b"Subject: a" not in m.content)
+    first_fields = added_fields(first.content[: -len(with_ids)])
+    second_fields = added_fields(second.content[: -len(without)])
+    assert [f.split(b":")[0] for f in first_fields] == [b"Received"]
+    assert [f.split(b":")[0] for f in second_fields] == [b"Received", b"Message-ID", b"Date"]
+
+
+def test_long_line_refused_after_final_dot(relay):
+    relayd, preferred, _ = relay
+    content = as_submitted((CORPUS / TOO_LONG).read_bytes())
+    with relayd.smtp() as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("sender@app.test", ["one@corpus.test"], content)
+        assert refused.value.smtp_code == 550
+        text = refused.value.smtp_error.decode()
+        assert text.startswith("5.6.0 ")
+        assert "quoted-printable or base64" in text
+
+        # The session stays usable, and a line of exactly 998 octets passes.
+        exact = b"Subject: edge\r\n\r\n" + b"y" * 998 + b"\r\n"
+        client.sendmail("sender@app.test", ["one@corpus.test"], exact)
+    arrived = preferred.wait_for(1)
+    assert arrived[0].content.endswith(exact)
+    assert len(preferred.messages) == 1

@@ -3,8 +3,8 @@
 Every name that is not configured gets NXDOMAIN, because the config ends with
 ``address=/#/`` (dnsmasq 2.90: a domain list with no address returns NXDOMAIN,
 and ``#`` matches every domain). No query ever leaves the machine: dnsmasq runs
-with ``no-resolv`` and ``no-hosts``, and the only upstream servers it knows are
-the loopback helpers that ``add_servfail`` and ``add_timeout`` start.
+with ``no-resolv`` and ``no-hosts``, and its only upstream servers are the
+loopback helpers that ``add_servfail`` and ``add_timeout`` start.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 10.0
 START_ATTEMPTS = 5
 
-# ASCII host names only (A-labels for IDNs), so no value can break out of its
-# config line: dnsmasq splits options on commas, slashes and newlines.
+# ASCII host names only (A-labels for IDNs). dnsmasq splits options on commas,
+# slashes and newlines, so a name with any of them could inject config.
 _NAME_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*$")
 
 
@@ -138,12 +138,14 @@ class _Resources:
 
 
 class DnsServer:
-    """dnsmasq on 127.0.0.1 at a free UDP and TCP port, answering from records set before start().
+    """dnsmasq on 127.0.0.1 at a free UDP and TCP port, serving the records added before start().
 
-    Answers for configured names carry the AA flag. NXDOMAIN for unknown names
-    and NODATA (a name with records, but none of the requested type) come back
-    without AA; dnspython's resolver raises NXDOMAIN and NoAnswer for them.
-    Records cannot change while dnsmasq runs: call stop(), add records, start().
+    Responses for configured names carry the AA flag. NXDOMAIN for unknown
+    names and NODATA (a name with records, but none of the requested type)
+    come back without AA, and dnspython's resolver raises NXDOMAIN and
+    NoAnswer for them. A parent of a configured name, such as example.com for
+    mx.example.com, gets NODATA. To change records, call stop(), add records
+    and call start() again.
     """
 
     def __init__(self, tmp_path: str | Path) -> None:
@@ -252,8 +254,8 @@ class DnsServer:
         if self._servfail_domains:
             self._resources.servfail_responder = _ServfailResponder(self.host)
         if self._timeout_domains:
-            # A bound socket that is never read: the port stays ours, and dnsmasq
-            # gets no reply and no ICMP port-unreachable error.
+            # A bound socket that is never read keeps the port taken, so dnsmasq
+            # gets neither a reply nor an ICMP port-unreachable error.
             self._resources.blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._resources.blackhole.bind((self.host, 0))
 

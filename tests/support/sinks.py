@@ -92,6 +92,7 @@ class SmtpScript:
 class ReceivedMessage:
     """One transaction that a sink accepted at the end of DATA."""
 
+    # "<>" for the null reverse-path, as aiosmtpd 1.4.6 reports it.
     mail_from: str
     rcpt_tos: tuple[str, ...]
     # The message as received after dot-unstuffing, CRLF line endings included.
@@ -178,8 +179,9 @@ class RecordingSink:
 
     It announces 8BITMIME, SMTPUTF8 and SIZE 64 MiB, and keeps the message
     bytes undecoded. Replies follow `script`, which a test may replace at any
-    time; the new script applies from the next command on. A test can stop()
-    and start() the sink again to simulate an outage, and the records stay.
+    time, and the new script applies from the next command on. A test can
+    stop() and start() the sink again to simulate an outage, and the records
+    stay.
     NOTE: aiosmtpd 1.4.6 replies 555 to any RCPT parameter (such as DSN's
     NOTIFY) and to MAIL parameters other than SIZE, BODY and SMTPUTF8.
     """
@@ -303,6 +305,8 @@ def _terminate(process: subprocess.Popen) -> None:
 
 def _split_path_args(text: str) -> tuple[str, list[str]]:
     """Split smtp-sink's "<address> PARAM ..." record into the address and the parameters."""
+    if text.startswith("<>"):
+        return "<>", text[2:].split()
     if text.startswith("<") and ">" in text:
         end = text.index(">")
         return text[1:end], text[end + 1 :].split()
@@ -388,10 +392,11 @@ class PostfixSink:
     """Postfix's smtp-sink on `host`:`port`, dumping each accepted message into `dump_dir`.
 
     The reject options take smtp-sink command names (CONNECT, HELO, EHLO, MAIL,
-    RCPT, DATA, ".", RSET, NOOP, QUIT, ...) and apply to every use of them:
-    hard_reject replies 500 5.3.0 (-f), soft_reject replies 450 4.3.0 (-r),
-    disconnect closes without a reply (-q), and disconnect_421 replies 421 and
-    closes (-Q). hard_reject and soft_reject also turn off PIPELINING.
+    RCPT, DATA, ".", RSET, NOOP, QUIT, ...) and apply to every use of them.
+    hard_reject replies 500 5.3.0 (-f) and soft_reject 450 4.3.0 (-r), unless
+    hard_reject_reply or soft_reject_reply set another reply (-B, -b). Both
+    also turn off PIPELINING. disconnect closes the connection without a
+    reply (-q), and disconnect_421 replies 421 and then closes it (-Q).
     """
 
     DUMP_PREFIX = "msg-"

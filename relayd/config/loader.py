@@ -144,6 +144,8 @@ def load_config(path: str | Path) -> model.Config:
         raise ConfigError(f"{path}: cannot read the file: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: the file is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     config = parse_config(document)
     return dataclasses.replace(config, path=path)
 

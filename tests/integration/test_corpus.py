@@ -1,19 +1,16 @@
 """Every corpus message relayed through the daemon arrives byte for byte intact."""
 
+import os
 import re
 import smtplib
 from pathlib import Path
 
 import pytest
 
-from tests.support.sinks import SmtpScript
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "messages"
+CORPUS = Path(os.environ.get("RELAYD_CORPUS") or Path(__file__).resolve().parents[3] / "shared" / "corpus") / "messages"
 TOO_LONG = "long-lines-over-998-generated.eml"
 MESSAGES = sorted(p.name for p in CORPUS.glob("*.eml"))
-
-# The only header fields relayd may add in front of the original content.
-_ADDED_FIELD = re.compile(rb"^(Received|Message-ID|Date): ", re.IGNORECASE)
 
 
 def as_submitted(raw: bytes) -> bytes:
@@ -22,6 +19,12 @@ def as_submitted(raw: bytes) -> bytes:
     if not content.endswith(b"\r\n"):
         content += b"\r\n"
     return content
+
+
+def has_field(content: bytes, name: bytes) -> bool:
+    """Tell whether the header section has field `name`, obsolete "Name :" form included."""
+    header = content.split(b"\r\n\r\n", 1)[0]
+    return re.search(rb"(?im)^" + re.escape(name) + rb"[ \t]*:", header) is not None
 
 
 def added_fields(prefix: bytes) -> list[bytes]:
@@ -74,8 +77,12 @@ def test_corpus_relayed_byte_for_byte(relay):
         assert content.endswith(tagged), f"{name}: content changed in transit"
         prefix = content[: -len(tagged)]
         fields = added_fields(prefix)
-        assert fields[0].startswith(b"Received: "), f"{name}: Received is not first"
-        assert all(_ADDED_FIELD.match(f) for f in fields), f"{name}: unexpected field added: {fields}"
+        names = [f.split(b":")[0].lower() for f in fields]
+        expected_names = [b"received"]
+        for field in (b"message-id", b"date"):
+            if not has_field(tagged, field):
+                expected_names.append(field)
+        assert names == expected_names, f"{name}: added {names}"
 
 
 def test_added_fields_only_when_missing(relay):

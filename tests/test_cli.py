@@ -22,7 +22,7 @@ def test_config_check_accepts_repository_config():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ('[smtp]\nlisten = ["127.0.0.1:2525"]\nmax_recipents = 5\n', "smtp.max_recipents: unknown key"),
+        ('[smtp]\nlisten = ["127.0.0.1:2525"]\nmax_recipents = 5\n', "smtp.max_recipents = 5: unknown key"),
         ('[smtp]\nmax_message_size = "lots"\n', 'smtp.max_message_size = "lots": expected a size'),
         ("[delivery]\nport = 0\n", "delivery.port = 0: expected an integer from 1 to 65535"),
         ('[retry]\ngive_up = "forever"\n', 'retry.give_up = "forever": expected a duration'),

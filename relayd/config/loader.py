@@ -121,8 +121,10 @@ class Section:
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.used)
         if unknown:
-            where = self.key(unknown[0])
-            raise ConfigError(f"{where}: unknown key; the keys allowed here are: {self.allowed}")
+            name = unknown[0]
+            raise ConfigError(
+                f"{self.key(name)} = {_show(self.table[name])}: unknown key; the keys allowed here are: {self.allowed}"
+            )
 
     allowed = ""
 

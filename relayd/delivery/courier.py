@@ -178,6 +178,17 @@ class Courier:
 
         wire = {r: wire_address(r) for r in recipients}
         sender = wire_address(envelope.sender)
+
+        # The listener never accepts a control character in an address, and
+        # aiosmtplib would pass CR or LF to the next hop as command
+        # separators, so a spool entry that somehow carries one is bounced.
+        if _has_control(sender):
+            reply = _local_reply(550, "5.1.7", "The sender address contains a control character", "MAIL")
+            return [RecipientResult(r, outcome.BOUNCED, reply, host) for r in recipients]
+        for address in recipients:
+            if _has_control(wire[address]):
+                decide(address, outcome.BOUNCED, _local_reply(550, "5.1.3", "The address contains a control character", "RCPT"))
+
         utf8 = client.supports_extension("smtputf8")
         if not utf8 and not sender.isascii():
             reply = _local_reply(550, "5.6.7", f"{host} does not support SMTPUTF8, needed for the non-ASCII sender", "MAIL")
@@ -239,6 +250,10 @@ class Courier:
         if envelope.smtputf8 and client.supports_extension("smtputf8"):
             options.append(b"SMTPUTF8")
         return options
+
+
+def _has_control(address: str) -> bool:
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in address)
 
 
 async def _close(client: aiosmtplib.SMTP) -> None:

@@ -1,6 +1,7 @@
 """The inbound SMTP protocol: aiosmtpd's SMTP with relayd's replies and address parsing."""
 
 import asyncio
+import secrets
 
 import structlog
 from aiosmtpd.smtp import SMTP
@@ -54,6 +55,15 @@ class RelaySMTP(SMTP):
             timeout=config.smtp.idle_timeout,
         )
         self._size_reply = replies.R552_TOO_BIG.format(limit=config.smtp.max_message_size)
+
+    async def _handle_client(self) -> None:
+        # aiosmtpd runs each session in its own task, so ids bound here
+        # reach every log line of this session and no other.
+        peer = self.session.peer if self.session else None
+        structlog.contextvars.bind_contextvars(
+            peer=f"{peer[0]}:{peer[1]}" if peer else "unknown", session=secrets.token_hex(4)
+        )
+        await super()._handle_client()
 
     async def push(self, status):
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status

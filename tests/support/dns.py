@@ -10,6 +10,7 @@ loopback helpers that ``add_servfail`` and ``add_timeout`` start.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 import subprocess
@@ -99,7 +100,10 @@ class _ServfailResponder:
                 continue
             response = dns.message.make_response(query)
             response.set_rcode(dns.rcode.SERVFAIL)
-            self._socket.sendto(response.to_wire(), peer)
+            try:
+                self._socket.sendto(response.to_wire(), peer)
+            except OSError:
+                return
 
     def close(self) -> None:
         self._stopping.set()
@@ -130,7 +134,6 @@ class _Resources:
     def close(self) -> None:
         if self.process is not None:
             _terminate(self.process)
-            self.process.stderr.close()
         if self.servfail_responder is not None:
             self.servfail_responder.close()
         if self.blackhole is not None:
@@ -154,6 +157,8 @@ class DnsServer:
         self.config_path = self.directory / "dnsmasq.conf"
         self.log_path = self.directory / "dnsmasq.log"
         self.pid_path = self.directory / "dnsmasq.pid"
+        # dnsmasq reports startup errors on stderr, before it opens log_path.
+        self.stderr_path = self.directory / "dnsmasq.stderr"
         self.host = LOOPBACK
         self.port: int | None = None
         self._records: list[str] = []
@@ -265,22 +270,26 @@ class DnsServer:
             port = _free_udp_tcp_port(self.host)
             self.config_path.write_text(self._render_config(port))
             self.log_path.unlink(missing_ok=True)
-            process = subprocess.Popen(
-                [DNSMASQ, f"--conf-file={self.config_path}"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+            with open(self.stderr_path, "wb") as stderr:
+                process = subprocess.Popen(
+                    [DNSMASQ, f"--conf-file={self.config_path}"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
             self._resources.process = process
             if self._wait_until_answering(process, port):
                 self.port = port
                 return
             _terminate(process)
-            last_error = process.stderr.read().decode(errors="replace").strip()
+            last_error = self.stderr_path.read_text(errors="replace").strip()
             # A port taken between the probe and dnsmasq's bind is worth another try.
             if "in use" not in last_error:
                 break
-        raise RuntimeError(f"dnsmasq failed to start: {last_error or 'no answer'}; see {self.log_path}")
+        raise RuntimeError(
+            f"dnsmasq failed to start: {last_error or 'no response to the probe query'}"
+            f" (config {self.config_path}, log {self.log_path})"
+        )
 
     def _wait_until_answering(self, process: subprocess.Popen, port: int) -> bool:
         probe = dns.message.make_query("dnsmasq-probe.invalid", "A")
@@ -303,12 +312,15 @@ class DnsServer:
             "no-resolv",
             "no-hosts",
             "keep-in-foreground",
-            "user=root",
             "cache-size=0",
             f"pid-file={self.pid_path}",
             f"log-facility={self.log_path}",
             "log-queries",
         ]
+        if os.geteuid() == 0:
+            # Started as root, dnsmasq otherwise switches to "nobody", which
+            # cannot write the log into a temporary directory that root owns.
+            lines.append("user=root")
         lines += self._records
         servfail_responder = self._resources.servfail_responder
         if servfail_responder is not None:

@@ -100,6 +100,7 @@ class ReceivedMessage:
     mail_options: tuple[str, ...] = ()
     rcpt_options: tuple[str, ...] = ()
     helo: str | None = None
+    # (address, port) from aiosmtpd, or (address, None) from smtp-sink, which records no port.
     peer: tuple | None = None
     # time.time() when the sink accepted the message.
     arrival_time: float = 0.0
@@ -321,7 +322,8 @@ def parse_smtp_sink_dump(dump: bytes) -> ReceivedMessage:
     sent HELO or EHLO), X-Mail-Args, one X-Rcpt-Args per accepted RCPT and a
     three-line Received header, then the message after dot-unstuffing with
     each line ending in a bare LF, then one empty line. This function drops
-    that empty line and turns every LF back into CRLF. NOTE: that gives the
+    that empty line, turns every LF back into CRLF and reports a null
+    reverse-path as "<>", as RecordingSink does. NOTE: that gives the
     received bytes only for messages with CRLF line endings throughout,
     because smtp-sink also ends a line at a bare LF and drops a bare CR.
     """
@@ -496,26 +498,29 @@ class PostfixSink:
     def messages(self) -> list[ReceivedMessage]:
         """Parse the dumps of all completed transactions, in order of modification time.
 
-        arrival_time is the dump file's modification time. NOTE: messages
-        completed within the same file system timestamp tick may come in any order.
+        arrival_time is the dump file's modification time. NOTE: after stop(),
+        a transaction that was in progress when smtp-sink ended is no longer
+        told apart, so it may be listed with truncated content.
         """
-        paths = sorted(self.dump_dir.glob(self.DUMP_PREFIX + "*"))
-        # Listed before the open files are read: a transaction that ends in
-        # between then counts as complete, which it is.
+        paths = list(self.dump_dir.glob(self.DUMP_PREFIX + "*"))
+        # The directory is listed before the open files are read, so a
+        # transaction that ends in between counts as complete, which it is.
         in_progress = self._open_paths()
-        messages = []
+        dumps = []
         for path in paths:
             if path in in_progress:
                 continue
             try:
+                modified_ns = path.stat().st_mtime_ns
                 dump = path.read_bytes()
-                arrival_time = path.stat().st_mtime
             except FileNotFoundError:
                 continue
-            message = dataclasses.replace(parse_smtp_sink_dump(dump), arrival_time=arrival_time)
-            messages.append(message)
-        messages.sort(key=lambda message: message.arrival_time)
-        return messages
+            dumps.append((modified_ns, path.name, dump))
+        dumps.sort()
+        return [
+            dataclasses.replace(parse_smtp_sink_dump(dump), arrival_time=modified_ns / 1e9)
+            for modified_ns, _, dump in dumps
+        ]
 
     def _open_paths(self) -> set[Path]:
         """Return the dump files that smtp-sink still has open, which are transactions in progress.

@@ -3,6 +3,7 @@
 import os
 import re
 import smtplib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,27 @@ def test_long_line_refused_after_final_dot(relay):
     arrived = preferred.wait_for(1)
     assert arrived[0].content.endswith(exact)
     assert len(preferred.messages) == 1
+
+
+def test_swaks_to_postfix_smtp_sink(postfix_sink, daemon, mx_port, tmp_path):
+    """A real client (swaks) in, a real MTA test peer (smtp-sink) out."""
+    smtp_sink = postfix_sink("127.0.0.4")
+    relayd = daemon({"routes": {"swaks.test": f"127.0.0.4:{mx_port}"}})
+    name = "multipart-alternative-password-reset-generated.eml"
+    content = as_submitted((CORPUS / name).read_bytes())
+    data_file = tmp_path / "message.eml"
+    # swaks ends the data with CRLF "." CRLF itself, so the file goes without its last CRLF.
+    data_file.write_bytes(content[:-2])
+    result = subprocess.run(
+        [
+            "swaks", "--server", f"127.0.0.1:{relayd.smtp_port}", "--helo", "client.test",
+            "--from", "app@sender.test", "--to", "one@swaks.test,two@swaks.test",
+            "--data", f"@{data_file}",
+        ],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "250 2.0.0 Ok: queued as " in result.stdout
+    arrived = smtp_sink.wait_for(1)
+    assert arrived[0].rcpt_tos == ("one@swaks.test", "two@swaks.test")
+    assert arrived[0].content.endswith(content)

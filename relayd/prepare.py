@@ -25,6 +25,9 @@ def header_names(content: bytes) -> set[str]:
     Continuation lines and lines that are not fields (an mbox "From " line)
     are skipped.
     """
+    if content.startswith(b"\r\n"):
+        # An empty line first: the header section is empty.
+        return set()
     end = content.find(b"\r\n\r\n")
     header_block = content if end < 0 else content[:end]
     names = set()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,7 @@ def test_unknown_key_names_path(document, key_path):
         parse_config(document)
 
     message = str(raised.value)
-    assert message.startswith(key_path + ":")
+    assert re.match(re.escape(key_path) + "( = |:)", message)
     assert "unknown key" in message
 
 
@@ -323,13 +324,14 @@ def test_load_invalid_toml(tmp_path):
     assert "invalid TOML" in message
 
 
-@pytest.mark.xfail(strict=True, reason="load_config lets UnicodeDecodeError escape instead of raising ConfigError")
 def test_load_invalid_utf8(tmp_path):
     path = tmp_path / "relayd.toml"
     path.write_bytes(b'[server]\nhostname = "r\xff.example"\n')
 
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as raised:
         load_config(path)
+
+    assert str(path) in str(raised.value)
 
 
 def test_load_directory_path(tmp_path):
@@ -356,7 +358,7 @@ def test_load_validation_error(tmp_path):
     with pytest.raises(ConfigError) as raised:
         load_config(path)
 
-    assert str(raised.value).startswith("smtp.lisen:")
+    assert re.match(r"smtp\.lisen( = |:)", str(raised.value))
 
 
 def test_repository_config_loads():

@@ -11,8 +11,12 @@ JITTER = 0.2
 
 def next_delay(attempts: int, policy: RetryPolicy, random: Callable[[], float]) -> float:
     """Return the seconds to wait after `attempts` failed attempts (1 or more)."""
-    base = policy.first * policy.multiplier ** max(attempts - 1, 0)
-    base = min(base, policy.max_interval)
+    try:
+        base = min(policy.first * policy.multiplier ** max(attempts - 1, 0), policy.max_interval)
+    except OverflowError:
+        # Hundreds of attempts under a short max_interval: the power
+        # overflows a float long after the cap applies.
+        base = policy.max_interval
     return base * (1 - JITTER + 2 * JITTER * random())
 
 

@@ -74,7 +74,7 @@ class Router:
         except dns.NoData:
             # RFC 5321 5.1: without MX records the domain itself is the
             # implicit MX, with preference 0.
-            records = [(0, domain)]
+            return [await self._implicit_mx(domain)]
         except dns.TemporaryFailure as exc:
             raise RouteError(_dns_reply(451, "4.4.3", f"MX look-up for {domain} failed: {exc}")) from exc
 
@@ -89,22 +89,26 @@ class Router:
         for pref, host in self._ordered(real):
             try:
                 addresses = await self.resolver.addresses(host)
-            except dns.NotFound as exc:
-                if host == domain:
-                    raise RouteError(_dns_reply(550, "5.1.2", f"Domain {domain} has no MX and no address record")) from exc
-                last_error = str(exc)
-                continue
-            except dns.TemporaryFailure as exc:
+            except (dns.NotFound, dns.TemporaryFailure) as exc:
                 last_error = str(exc)
                 continue
             if addresses:
                 hosts.append(MxHost(host, pref, tuple(addresses), self.default_port))
-            elif host == domain:
-                raise RouteError(_dns_reply(550, "5.4.4", f"Domain {domain} has no MX and no address record"))
         if not hosts:
             detail = f": {last_error}" if last_error else ""
             raise RouteError(_dns_reply(451, "4.4.4", f"No MX host of {domain} has an address{detail}"))
         return hosts
+
+    async def _implicit_mx(self, domain: str) -> MxHost:
+        try:
+            addresses = await self.resolver.addresses(domain)
+        except dns.NotFound as exc:
+            raise RouteError(_dns_reply(550, "5.1.2", f"Domain {domain} has no MX and no address record")) from exc
+        except dns.TemporaryFailure as exc:
+            raise RouteError(_dns_reply(451, "4.4.3", f"Address look-up for {domain} failed: {exc}")) from exc
+        if not addresses:
+            raise RouteError(_dns_reply(550, "5.4.4", f"Domain {domain} has no MX and no address record"))
+        return MxHost(domain, 0, tuple(addresses), self.default_port)
 
     def _ordered(self, records: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """Sort by preference; RFC 5321 5.1: shuffle hosts of equal preference to spread load."""

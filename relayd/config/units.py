@@ -4,10 +4,10 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$", re.ASCII)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)$")
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)$", re.ASCII)
 _SIZE_UNITS = {
     "B": 1,
     "KB": 1000,
@@ -77,6 +77,6 @@ def parse_host_port(text: str, default_port: int | None = None) -> HostPort:
         if default_port is None:
             raise ValueError(text)
         return HostPort(host, default_port)
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise ValueError(text)
     return HostPort(host, int(port_text))

@@ -70,8 +70,8 @@ class SpoolFull(SpoolError):
 def new_queue_id() -> str:
     """Return a new queue id: microseconds since the epoch, then random bits.
 
-    Ids sort by arrival, and the random tail keeps two acceptor processes
-    from ever choosing the same id.
+    Ids sort by creation time to the microsecond, and the random tail keeps
+    two acceptor processes from choosing the same id.
     """
     return f"{time.time_ns() // 1000:013X}{secrets.token_hex(3).upper()}"
 

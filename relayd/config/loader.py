@@ -30,7 +30,7 @@ class ConfigError(Exception):
 
 
 class Section:
-    """One TOML table being read; `finish()` rejects the keys nobody asked for."""
+    """One TOML table being read; `finish()` raises ConfigError for any key that was not read."""
 
     def __init__(self, table: Any, path: str):
         if not isinstance(table, dict):

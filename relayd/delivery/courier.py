@@ -115,7 +115,7 @@ class Courier:
         return AttemptResult([RecipientResult(r, state, last, "") for r in recipients])
 
     async def _open(self, host: MxHost, address: str) -> aiosmtplib.SMTP:
-        """Connect, read the greeting, say EHLO (or HELO) and start TLS when the mode asks for it."""
+        """Connect, read the greeting, send EHLO (or HELO) and start TLS when the mode requires it."""
         tls = self.config.tls
         client = await self._connect(host, address)
         if tls == "off":

@@ -34,9 +34,9 @@ def for_recipient(reply: Reply) -> str | None:
 def for_connection(replies: list[Reply]) -> str:
     """Return the state of all recipients when no MX host could start a transaction.
 
-    Only when every host refused the session with a 5xx greeting (RFC 5321
-    3.1: no SMTP service here) is the failure permanent; refused
-    connections, time-outs and 4xx replies are transient.
+    The failure is permanent only when every host refused the session with a
+    5xx greeting (RFC 5321 3.1: no SMTP service here). Refused connections,
+    time-outs and 4xx replies are transient.
     """
     if replies and all(r.command == "CONNECT" and 500 <= r.code < 600 for r in replies):
         return BOUNCED

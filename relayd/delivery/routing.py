@@ -1,4 +1,4 @@
-"""Where an attempt connects: a configured route, or the domain's MX hosts."""
+"""Next-hop selection for an attempt: a configured route, or the domain's MX hosts."""
 
 import ipaddress
 import random
@@ -78,7 +78,7 @@ class Router:
         except dns.TemporaryFailure as exc:
             raise RouteError(_dns_reply(451, "4.4.3", f"MX look-up for {domain} failed: {exc}")) from exc
 
-        # RFC 7505: a null MX ("." as the only exchange) says the domain
+        # RFC 7505: a null MX ("." as the only exchange) means the domain
         # accepts no mail.
         real = [(pref, host) for pref, host in records if host not in (".", "")]
         if not real:

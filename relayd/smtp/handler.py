@@ -1,5 +1,6 @@
 """aiosmtpd handler hooks: relay access, envelope checks and spooling at end of DATA."""
 
+import dataclasses
 import ipaddress
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ AcceptedCallback = Callable[[str, set[str]], None]
 
 @dataclass
 class Transaction:
-    """What relayd keeps about the current mail transaction beside aiosmtpd's envelope."""
+    """The parsed sender and recipients of the current mail transaction, kept beside aiosmtpd's envelope."""
 
     sender: Address | None = None
     recipients: list[Address] = field(default_factory=list)
@@ -71,8 +72,7 @@ class SubmissionHandler:
         try:
             sender = parse_path(text, smtputf8=envelope.smtp_utf8, role="sender")
         except AddressError as exc:
-            reply = replies.R553_BAD_ADDRESS.format(enhanced=exc.enhanced, detail=str(exc))
-            return self._reject(session, Reply(553, exc.enhanced, reply.text), "invalid sender address", sender=text)
+            return self._reject(session, _bad_address(exc), "invalid sender address", sender=text)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.relayd = Transaction(sender=sender)
@@ -86,8 +86,7 @@ class SubmissionHandler:
         try:
             recipient = parse_path(address, smtputf8=envelope.smtp_utf8, role="recipient")
         except AddressError as exc:
-            reply = Reply(553, exc.enhanced, f"Invalid address: {exc}")
-            return self._reject(session, reply, "invalid recipient address", recipient=address)
+            return self._reject(session, _bad_address(exc), "invalid recipient address", recipient=address)
         if recipient.is_literal:
             return self._reject(session, replies.R553_ADDRESS_LITERAL, "address literal recipient", recipient=address)
         if str(recipient) not in {str(r) for r in transaction.recipients}:
@@ -147,6 +146,10 @@ class SubmissionHandler:
         # aiosmtpd would send the exception's class name to the client.
         log.exception("smtp_session_error", error=repr(error))
         return str(replies.R451_STORE_FAILED)
+
+
+def _bad_address(error: AddressError) -> Reply:
+    return dataclasses.replace(replies.R553_BAD_ADDRESS, enhanced=error.enhanced).format(detail=str(error))
 
 
 def _protocol(session, envelope) -> str:

@@ -6,14 +6,12 @@ log. Constants with `{placeholders}` are filled in with Reply.format().
 
 from relayd.reply import Reply
 
-R220_GREETING = Reply(220, "", "{hostname} ESMTP relayd")
 R221_BYE = Reply(221, "2.0.0", "Bye")
 R250_OK = Reply(250, "2.0.0", "Ok")
 R250_SENDER_OK = Reply(250, "2.1.0", "Sender ok")
 R250_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
 R250_QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
 
-R421_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
 R451_STORE_FAILED = Reply(451, "4.3.0", "Temporary failure storing the message, try again later")
 R452_SPOOL_FULL = Reply(452, "4.3.1", "Insufficient storage for the message, try again later")
 # RFC 5321 4.5.3.1.10: 452 to RCPT when the recipient limit is reached, and
@@ -30,7 +28,8 @@ R503_NEED_MAIL = Reply(503, "5.5.1", "Send MAIL FROM first")
 R503_NEED_RCPT = Reply(503, "5.5.1", "Send RCPT TO first: the message has no valid recipient")
 R503_NEED_EHLO = Reply(503, "5.5.1", "Send EHLO or HELO first")
 R550_RELAY_DENIED = Reply(550, "5.7.1", "Relay access denied: client address {client} is not in an allowed network")
-R553_BAD_ADDRESS = Reply(553, "{enhanced}", "Invalid address: {detail}")
+# The enhanced code is replaced by the one the address check chose.
+R553_BAD_ADDRESS = Reply(553, "5.1.3", "Invalid address: {detail}")
 R553_ADDRESS_LITERAL = Reply(553, "5.1.2", "Address literals as recipient domains are not relayed; use a domain name")
 # RFC 5321 4.5.3.1.6 and RFC 5322 2.1.1: a line is at most 998 octets plus CRLF.
 R550_LINE_TOO_LONG = Reply(
@@ -46,5 +45,4 @@ R550_BARE_LINE_ENDING = Reply(
     "Message refused: it contains a bare {what}; every line must end with CRLF",
 )
 R552_TOO_BIG = Reply(552, "5.3.4", "Message too big: the maximum size is {limit} bytes")
-R554_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
 R555_UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported MAIL FROM or RCPT TO parameter")

@@ -1,7 +1,7 @@
 """The spool: an SQLite database in WAL mode under `server.spool_dir`.
 
-Content and envelope of a message are written in one transaction, and the
-listener answers 250 only after that transaction is committed with an fsync
+Content and envelope of a message are written in one transaction. The
+listener sends 250 only after that transaction is committed with an fsync
 (synchronous=FULL), so an accepted message survives kill -9 and power loss.
 Content lives in its own table and is read only for an attempt: memory does
 not grow with the queue.

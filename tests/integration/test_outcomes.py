@@ -8,14 +8,7 @@ MESSAGE = b"Subject: outcome\r\n\r\nhello\r\n"
 
 
 def submit(relayd, recipients: list[str]) -> str:
-    with relayd.smtp() as client:
-        client.ehlo()
-        client.mail("app@sender.test")
-        for recipient in recipients:
-            client.rcpt(recipient)
-        code, text = client.data(MESSAGE)
-    assert code == 250, text
-    return text.decode().rsplit(" ", 1)[1]
+    return relayd.submit(recipients, MESSAGE)
 
 
 def test_transient_reply_retried_then_delivered(sinks, daemon):

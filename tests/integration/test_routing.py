@@ -10,13 +10,7 @@ MESSAGE = b"Subject: routing\r\n\r\nhello\r\n"
 
 
 def send(relayd, recipient: str) -> str:
-    with relayd.smtp() as client:
-        client.ehlo()
-        client.mail("app@sender.test")
-        client.rcpt(recipient)
-        code, text = client.data(MESSAGE)
-    assert code == 250, text
-    return text.decode().rsplit(" ", 1)[1]
+    return relayd.submit([recipient], MESSAGE)
 
 
 def test_mx_preference(dns_server, sinks, daemon):

@@ -150,5 +150,17 @@ class Daemon:
                 raise AssertionError(f"no {count} {name!r} events matching {match} within {timeout}s:\n{self.log_text()[-4000:]}")
             time.sleep(0.05)
 
+    def submit(self, recipients: list[str], content: bytes, sender: str = "app@sender.test") -> str:
+        """Send one message and return the queue id from the 250 reply."""
+        with self.smtp() as client:
+            client.ehlo()
+            client.mail(sender)
+            for recipient in recipients:
+                client.rcpt(recipient)
+            code, text = client.data(content)
+        if code != 250:
+            raise AssertionError(f"DATA answered {code} {text!r}")
+        return text.decode().rsplit(" ", 1)[1]
+
     def smtp(self, source_address: tuple[str, int] | None = None) -> smtplib.SMTP:
         return smtplib.SMTP("127.0.0.1", self.smtp_port, local_hostname="client.test", source_address=source_address, timeout=30)

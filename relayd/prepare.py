@@ -6,36 +6,16 @@ and receivers score mail without Message-ID as spam). Nothing else changes,
 so every attempt sends the same bytes.
 """
 
-import re
 import secrets
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-
-# RFC 5322 3.6.8 field name, with the obsolete white space before the colon
-# that RFC 5322 4.5 tells readers to accept ("Date : ...").
-_FIELD_NAME = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+from relayd.headers import header_fields
 
 
 def header_names(content: bytes) -> set[str]:
-    """Return the lower-cased field names of the header section of `content`.
-
-    The email package's parser does not recognise the obsolete form with
-    white space before the colon, so the names are read line by line here.
-    Continuation lines and lines that are not fields (an mbox "From " line)
-    are skipped.
-    """
-    if content.startswith(b"\r\n"):
-        # An empty line first: the header section is empty.
-        return set()
-    end = content.find(b"\r\n\r\n")
-    header_block = content if end < 0 else content[:end]
-    names = set()
-    for line in header_block.split(b"\r\n"):
-        match = _FIELD_NAME.match(line)
-        if match:
-            names.add(match.group(1).decode("ascii").lower())
-    return names
+    """Return the lower-cased field names of the header section of `content`."""
+    return {name for name, _ in header_fields(content)}
 
 
 def received_header(

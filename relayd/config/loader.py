@@ -106,6 +106,14 @@ class Section:
             raise self.fail(name, f"{SIZE_HELP}, greater than zero")
         return size
 
+    def boolean(self, name: str, default: bool) -> bool:
+        if not self.has(name):
+            return default
+        value = self.raw(name)
+        if not isinstance(value, bool):
+            raise self.fail(name, "true or false")
+        return value
+
     def string_list(self, name: str, default: tuple) -> tuple[str, ...] | tuple:
         if not self.has(name):
             return default
@@ -234,7 +242,9 @@ def _dns(section: Section) -> model.DnsConfig:
 
 
 def _delivery(section: Section) -> model.DeliveryConfig:
-    section.expect("port", "tls", "connect_timeout", "command_timeout", "data_timeout", "max_concurrency")
+    section.expect(
+        "port", "tls", "connect_timeout", "command_timeout", "data_timeout", "max_concurrency", "source_addresses"
+    )
     default = model.DeliveryConfig()
     config = model.DeliveryConfig(
         port=section.integer("port", default.port, 1, 65535),
@@ -243,6 +253,7 @@ def _delivery(section: Section) -> model.DeliveryConfig:
         command_timeout=section.duration("command_timeout", default.command_timeout),
         data_timeout=section.duration("data_timeout", default.data_timeout),
         max_concurrency=section.integer("max_concurrency", default.max_concurrency, 1, 10_000),
+        source_addresses=_ip_addresses(section, "source_addresses"),
     )
     section.finish()
     return config
@@ -297,7 +308,7 @@ def _dkim(section: Section) -> tuple[model.DkimKey, ...]:
         raise section.fail("keys", "an array of tables ([[dkim.keys]])")
     keys = []
     for index, entry in enumerate(entries):
-        table = Section(entry, f"dkim.keys[{index}]").expect("domain", "selector", "key_file", "algorithm")
+        table = Section(entry, f"dkim.keys[{index}]").expect("domain", "selector", "key_file", "algorithm", "active")
         domain = table.string("domain", "")
         if _ascii_domain(domain) is None:
             raise table.fail("domain", "a domain such as example.com") if table.has("domain") else _missing(table, "domain")
@@ -307,9 +318,16 @@ def _dkim(section: Section) -> tuple[model.DkimKey, ...]:
         key_file = table.string("key_file", "")
         if not key_file:
             raise _missing(table, "key_file")
+        if not _is_hostname(selector):
+            raise table.fail("selector", "a DNS label such as s2026 (letters, digits, hyphens)")
         algorithm = table.choice("algorithm", "rsa-sha256", model.DKIM_ALGORITHMS)
+        active = table.boolean("active", True)
         table.finish()
-        keys.append(model.DkimKey(domain=_ascii_domain(domain), selector=selector, key_file=Path(key_file), algorithm=algorithm))
+        keys.append(
+            model.DkimKey(
+                domain=_ascii_domain(domain), selector=selector, key_file=Path(key_file), algorithm=algorithm, active=active
+            )
+        )
     section.finish()
     return tuple(keys)
 
@@ -355,6 +373,14 @@ def _host_port(section: Section, name: str, text: str, default_port: int | None)
     except ValueError:
         form = '"host:port" or "[ipv6]:port"' if default_port is None else '"host", "host:port" or "[ipv6]:port"'
         raise ConfigError(f"{section.key(name)} = {_show(section.table[name])}: invalid address {text!r}; expected {form}") from None
+
+
+def _ip_addresses(section: Section, name: str) -> tuple[str, ...]:
+    texts = section.string_list(name, ())
+    try:
+        return tuple(str(ipaddress.ip_address(text)) for text in texts)
+    except ValueError:
+        raise section.fail(name, 'a list of IP addresses such as "192.0.2.10" or "2001:db8::10"') from None
 
 
 def _missing(section: Section, name: str) -> ConfigError:

@@ -57,6 +57,9 @@ class DeliveryConfig:
     command_timeout: float = 300.0
     data_timeout: float = 600.0
     max_concurrency: int = 50
+    # This relay's outbound addresses, for the SPF part of the alignment
+    # check; empty means the addresses of server.hostname.
+    source_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class DkimKey:
     selector: str
     key_file: Path
     algorithm: str = "rsa-sha256"
+    # An inactive key is published but does not sign yet: the next selector
+    # during a key rotation.
+    active: bool = True
 
 
 @dataclass(frozen=True)

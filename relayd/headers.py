@@ -1,0 +1,57 @@
+"""Reading header fields of raw message content without changing it."""
+
+import email.utils
+import re
+
+import idna
+
+# RFC 5322 3.6.8 field name, with the obsolete white space before the colon
+# that RFC 5322 4.5 tells readers to accept ("Date : ...").
+_FIELD_NAME = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+
+
+def header_section(content: bytes) -> bytes:
+    """Return the header section of `content`, without the empty line that ends it."""
+    if content.startswith(b"\r\n"):
+        return b""
+    end = content.find(b"\r\n\r\n")
+    return content if end < 0 else content[:end]
+
+
+def header_fields(content: bytes) -> list[tuple[str, bytes]]:
+    """Return (lower-cased name, unfolded value) for each header field, in order.
+
+    Lines that are neither fields nor continuations (an mbox "From " line)
+    are skipped.
+    """
+    fields: list[tuple[str, bytes]] = []
+    for line in header_section(content).split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if fields:
+                name, value = fields[-1]
+                fields[-1] = (name, value + line)
+            continue
+        match = _FIELD_NAME.match(line)
+        if match:
+            fields.append((match.group(1).decode("ascii").lower(), line[match.end() :].strip()))
+    return fields
+
+
+def from_domain(content: bytes) -> str | None:
+    """Return the domain of the single author in From, in IDNA ASCII form, or None.
+
+    RFC 7489 6.6.1: a message with no From, several From fields or several
+    addresses in From has no single author domain to check.
+    """
+    values = [value for name, value in header_fields(content) if name == "from"]
+    if len(values) != 1:
+        return None
+    addresses = email.utils.getaddresses([values[0].decode("utf-8", "replace")])
+    addresses = [address for _, address in addresses if address]
+    if len(addresses) != 1 or "@" not in addresses[0]:
+        return None
+    domain = addresses[0].rpartition("@")[2].strip().rstrip(".")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError):
+        return None

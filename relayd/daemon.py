@@ -12,6 +12,8 @@ from relayd.delivery.courier import Courier
 from relayd.delivery.dns import Resolver
 from relayd.delivery.routing import Router
 from relayd.delivery.scheduler import Scheduler
+from relayd.dkim.keys import SigningKey
+from relayd.dkim.signer import Signer
 from relayd.smtp.server import start_listeners
 from relayd.spool import Spool
 
@@ -23,15 +25,13 @@ SHUTDOWN_GRACE = 10.0
 
 def _warn_unimplemented(config: Config) -> None:
     """Log once for each configured feature this version does not act on yet."""
-    if config.dkim_keys:
-        log.warning("not_implemented", key="dkim.keys", detail="DKIM signing is not implemented yet; mail leaves unsigned")
     if config.webhooks:
         log.warning("not_implemented", key="webhooks", detail="webhooks are not implemented yet; no events are sent")
     if config.policy.alignment == "reject":
         log.warning("not_implemented", key="policy.alignment", detail="the alignment check is not implemented yet; nothing is rejected for it")
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, keys: list[SigningKey]) -> int:
     """Run the daemon until SIGTERM or SIGINT; return the exit status."""
     _warn_unimplemented(config)
     spool = Spool(config.server.spool_dir)
@@ -47,6 +47,8 @@ async def serve(config: Config) -> int:
     pending = await spool.pending()
     for queue_id, domain, due in pending:
         scheduler.schedule(queue_id, domain, due)
+    for key in keys:
+        log.info("dkim_key_loaded", domain=key.domain, selector=key.selector, algorithm=key.algorithm, active=key.active)
     log.info("spool_recovered", jobs=len(pending), spool=str(spool.path))
 
     def on_accepted(queue_id: str, domains: set[str]) -> None:
@@ -59,7 +61,7 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     try:
-        servers = await start_listeners(config, spool, on_accepted)
+        servers = await start_listeners(config, spool, Signer(keys), on_accepted)
     except OSError as exc:
         log.error("listen_failed", error=str(exc))
         spool.close()

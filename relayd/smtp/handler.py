@@ -1,5 +1,6 @@
 """aiosmtpd handler hooks: relay access, envelope checks and spooling at end of DATA."""
 
+import asyncio
 import dataclasses
 import ipaddress
 import time
@@ -11,6 +12,7 @@ import structlog
 from relayd import maillog
 from relayd.addresses import Address, AddressError, parse_path
 from relayd.config import Config
+from relayd.dkim.signer import Signer
 from relayd.prepare import prepare
 from relayd.reply import Reply
 from relayd.smtp import replies
@@ -32,9 +34,10 @@ class Transaction:
 
 
 class SubmissionHandler:
-    def __init__(self, config: Config, spool: Spool, on_accepted: AcceptedCallback):
+    def __init__(self, config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback):
         self.config = config
         self.spool = spool
+        self.signer = signer
         self.on_accepted = on_accepted
 
     def _client(self, session) -> str:
@@ -116,6 +119,8 @@ class SubmissionHandler:
             protocol=_protocol(session, envelope),
             recipients=[str(r) for r in transaction.recipients],
         )
+        signatures, keys = await self._sign(prepared)
+        prepared = signatures + prepared
         message = NewMessage(
             sender=str(transaction.sender) if transaction.sender else "",
             recipients=tuple((str(r), r.ascii_domain) for r in transaction.recipients),
@@ -138,9 +143,16 @@ class SubmissionHandler:
             recipients=len(message.recipients),
             size=len(prepared),
             client=message.client,
+            dkim=[f"{key.domain}/{key.selector}" for key in keys],
         )
         self.on_accepted(queue_id, {r.ascii_domain for r in transaction.recipients})
         return str(replies.R250_QUEUED.format(queue_id=queue_id))
+
+    async def _sign(self, content: bytes) -> tuple[bytes, list]:
+        """Sign in a worker thread: canonicalizing a large body would stall every session."""
+        if not self.signer.has_keys:
+            return b"", []
+        return await asyncio.to_thread(self.signer.sign, content)
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would send the exception's class name to the client.

@@ -7,6 +7,7 @@ import structlog
 from aiosmtpd.smtp import SMTP
 
 from relayd.config import Config
+from relayd.dkim.signer import Signer
 from relayd.reply import Reply
 from relayd.smtp import replies
 from relayd.smtp.handler import AcceptedCallback, SubmissionHandler
@@ -128,9 +129,11 @@ def _add_enhanced_code(text: str) -> str:
     return f"{code} {code[0]}.0.0 {rest}"
 
 
-async def start_listeners(config: Config, spool: Spool, on_accepted: AcceptedCallback) -> list[asyncio.AbstractServer]:
+async def start_listeners(
+    config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback
+) -> list[asyncio.AbstractServer]:
     """Start one listening socket for each `smtp.listen` address."""
-    handler = SubmissionHandler(config, spool, on_accepted)
+    handler = SubmissionHandler(config, spool, signer, on_accepted)
     loop = asyncio.get_running_loop()
     servers = []
     for address in config.smtp.listen:

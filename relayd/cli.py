@@ -2,7 +2,9 @@
 
 import argparse
 import asyncio
+import os
 import sys
+from importlib.metadata import version
 
 from relayd.config import Config, ConfigError, load_config
 from relayd.dkim.keys import DEFAULT_RSA_BITS, DkimKeyError, SigningKey, load_key
@@ -20,6 +22,7 @@ def _add_config(parser: argparse.ArgumentParser, required: bool = True) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relayd", description="Transactional-email relay daemon.")
+    parser.add_argument("--version", action="version", version=f"relayd {version('relayd')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the daemon in the foreground")
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     from relayd.daemon import serve
     from relayd.spool import SpoolError
 
+    # Spool and state files hold message content: readable by relayd's user only.
+    os.umask(0o077)
     configure_logging(args.log_level)
     try:
         return asyncio.run(serve(config, keys))

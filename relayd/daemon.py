@@ -63,7 +63,7 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
     try:
         servers = await start_listeners(config, spool, Signer(keys), on_accepted)
     except OSError as exc:
-        log.error("listen_failed", error=str(exc))
+        log.error("listen_failed", addresses=[str(a) for a in config.smtp.listen], error=str(exc))
         spool.close()
         return 1
     scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")

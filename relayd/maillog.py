@@ -20,9 +20,20 @@ def _reply_fields(reply: Reply | None) -> dict:
     return fields
 
 
-def accepted(*, queue_id: str, sender: str, recipients: int, size: int, client: str, dkim: list[str]) -> None:
+def accepted(
+    *, queue_id: str, sender: str, recipients: int, size: int, client: str, dkim: list[str], message_id: str
+) -> None:
     """Log an accepted message; `dkim` lists the domain/selector pairs that signed it."""
-    log.info("accepted", queue_id=queue_id, sender=sender, recipients=recipients, size=size, client=client, dkim=dkim)
+    log.info(
+        "accepted",
+        queue_id=queue_id,
+        message_id=message_id,
+        sender=sender,
+        recipients=recipients,
+        size=size,
+        client=client,
+        dkim=dkim,
+    )
 
 
 def rejected(*, reply: Reply, reason: str, client: str, **fields: object) -> None:

@@ -93,9 +93,11 @@ class Courier:
     ) -> AttemptResult:
         """Deliver `content` to `recipients`, walking `hosts` until one runs the transaction."""
         failures: list[Reply] = []
+        last_host = ""
         for host in hosts:
             for address in host.addresses:
                 started = time.monotonic()
+                last_host = f"{host.name}[{address}]:{host.port}"
                 try:
                     client = await self._open(host, address)
                 except HostFailed as exc:
@@ -112,7 +114,7 @@ class Courier:
 
         state = outcome.for_connection(failures)
         last = failures[-1] if failures else _local_reply(451, "4.4.4", "No host to connect to", "CONNECT")
-        return AttemptResult([RecipientResult(r, state, last, "") for r in recipients])
+        return AttemptResult([RecipientResult(r, state, last, last_host) for r in recipients], host=last_host)
 
     async def _open(self, host: MxHost, address: str) -> aiosmtplib.SMTP:
         """Connect, read the greeting, send EHLO (or HELO) and start TLS when the mode requires it."""

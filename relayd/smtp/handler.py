@@ -13,6 +13,7 @@ from relayd import maillog
 from relayd.addresses import Address, AddressError, parse_path
 from relayd.config import Config
 from relayd.dkim.signer import Signer
+from relayd.headers import header_fields
 from relayd.prepare import prepare
 from relayd.reply import Reply
 from relayd.smtp import replies
@@ -85,7 +86,9 @@ class SubmissionHandler:
         transaction: Transaction = envelope.relayd
         limit = self.config.smtp.max_recipients
         if len(transaction.recipients) >= limit:
-            return self._reject(session, replies.R452_TOO_MANY_RECIPIENTS.format(limit=limit), "recipient limit reached")
+            return self._reject(
+                session, replies.R452_TOO_MANY_RECIPIENTS.format(limit=limit), "recipient limit reached", recipient=address
+            )
         try:
             recipient = parse_path(address, smtputf8=envelope.smtp_utf8, role="recipient")
         except AddressError as exc:
@@ -144,6 +147,7 @@ class SubmissionHandler:
             size=len(prepared),
             client=message.client,
             dkim=[f"{key.domain}/{key.selector}" for key in keys],
+            message_id=_message_id(content),
         )
         self.on_accepted(queue_id, {r.ascii_domain for r in transaction.recipients})
         return str(replies.R250_QUEUED.format(queue_id=queue_id))
@@ -158,6 +162,14 @@ class SubmissionHandler:
         # aiosmtpd would send the exception's class name to the client.
         log.exception("smtp_session_error", error=repr(error))
         return str(replies.R451_STORE_FAILED)
+
+
+def _message_id(content: bytes) -> str:
+    """Return the client's Message-ID field, for matching the log against the application's records."""
+    for name, value in header_fields(content):
+        if name == "message-id":
+            return value.decode("utf-8", "replace")
+    return ""
 
 
 def _bad_address(error: AddressError) -> Reply:

@@ -53,8 +53,12 @@ def dkim_results(message: bytes, resolver: dns.resolver.Resolver) -> list[authre
             result = "pass" if verifier.verify(idx=index, dnsfunc=lookup) else "fail"
         except dns.exception.DNSException as exc:
             result, reason = "temperror", f"DNS look-up failed: {exc}"
+        except dkim.ValidationError as exc:
+            # RFC 8601 2.7.1: a signature that does not verify is "fail";
+            # permerror is for signatures that cannot be processed at all.
+            result, reason = "fail", _reason(exc)
         except dkim.DKIMException as exc:
-            result, reason = "permerror", str(exc)
+            result, reason = "permerror", _reason(exc)
         fields = getattr(verifier, "signature_fields", {}) or {}
         results.append(
             authres.DKIMAuthenticationResult(
@@ -88,6 +92,11 @@ def run(config: Config | None, ip: str | None, mail_from: str | None, helo: str 
     authserv_id = config.server.hostname if config is not None else "relayd"
     print(str(authres.AuthenticationResultsHeader(authserv_id=authserv_id, results=results)))
     return 0 if all(r.result == "pass" for r in results) else 1
+
+
+def _reason(error: Exception) -> str:
+    """Return dkimpy's message without the byte-string details it appends in parentheses."""
+    return str(error).split(" (", 1)[0]
 
 
 def _text(value: bytes | None) -> str | None:

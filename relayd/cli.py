@@ -6,9 +6,11 @@ import os
 import sys
 from importlib.metadata import version
 
-from relayd.config import Config, ConfigError, load_config
-from relayd.dkim.keys import DEFAULT_RSA_BITS, DkimKeyError, SigningKey, load_key
+from relayd.commands import queue as queue_command
+from relayd.config import ConfigError, load_config
+from relayd.dkim.keys import DEFAULT_RSA_BITS
 from relayd.logs import configure_logging
+from relayd.reload import load_config_and_keys
 
 DEFAULT_CONFIG = "/etc/relayd/relayd.toml"
 
@@ -47,17 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--ip", help="client IP address, to check SPF")
     verify.add_argument("--mail-from", help="envelope sender, to check SPF")
     verify.add_argument("--helo", help="client HELO name for SPF (default: the sender's domain)")
+
+    # Queue commands: they call the running daemon's control API.
+    queue_command.add_parser(commands, DEFAULT_CONFIG)
     return parser
-
-
-def _load(path: str) -> tuple[Config, list[SigningKey]]:
-    """Load the config and its DKIM keys; raise ConfigError naming what to fix."""
-    config = load_config(path)
-    try:
-        keys = [load_key(key) for key in config.dkim_keys]
-    except DkimKeyError as exc:
-        raise ConfigError(str(exc)) from exc
-    return config, keys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         from relayd.commands import keygen
 
         return keygen.run(args.domain, args.selector, args.algorithm, args.bits, args.output)
+    if args.command == "queue":
+        return queue_command.run(args)
 
     try:
         if args.command == "verify":
             config = load_config(args.config) if args.config else None
         else:
-            config, keys = _load(args.config)
+            config, keys = load_config_and_keys(args.config)
     except ConfigError as exc:
         print(f"relayd: invalid configuration: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ and tests can assert on them. Message content never reaches the log.
 
 import structlog
 
+from relayd import metrics
 from relayd.reply import Reply
 
 log = structlog.get_logger("relayd.mail")
@@ -37,8 +38,9 @@ def accepted(
 
 
 def rejected(*, reply: Reply, reason: str, client: str, **fields: object) -> None:
-    """Log a refusal in the inbound dialog; `reason` is the internal detail the client does not see."""
+    """Log and count a refusal in the inbound dialog; `reason` is the internal detail the client does not see."""
     log.info("rejected", reason=reason, client=client, **_reply_fields(reply), **fields)
+    metrics.record_rejected(reply)
 
 
 def _recipient_event(event: str, *, queue_id: str, recipient: str, domain: str, host: str, attempt: int,
@@ -70,3 +72,8 @@ def bounced(**fields) -> None:
 
 def expired(**fields) -> None:
     _recipient_event("expired", **fields)
+
+
+def deleted(*, queue_id: str, sender: str, recipients: list[str]) -> None:
+    """Log a message an operator removed from the spool; `recipients` lists those still pending, now never sent."""
+    log.info("deleted", queue_id=queue_id, sender=sender, recipients=recipients)

@@ -25,6 +25,10 @@ from relayd.config.units import (
 )
 
 
+# Each metrics domain adds a series per class and recipient state.
+MAX_METRICS_DOMAINS = 50
+
+
 class ConfigError(Exception):
     """An invalid configuration file; the message names the key, the value and what is allowed."""
 
@@ -184,14 +188,15 @@ def parse_config(document: dict) -> model.Config:
 
 
 def _server(section: Section) -> model.ServerConfig:
-    section.expect("hostname", "spool_dir")
+    section.expect("hostname", "spool_dir", "shutdown_grace")
     default = model.ServerConfig()
     hostname = section.string("hostname", default.hostname)
     if not _is_hostname(hostname):
         raise section.fail("hostname", "a DNS host name such as relay.example.com")
     spool_dir = Path(section.string("spool_dir", str(default.spool_dir)))
+    shutdown_grace = section.duration("shutdown_grace", default.shutdown_grace)
     section.finish()
-    return model.ServerConfig(hostname=hostname, spool_dir=spool_dir)
+    return model.ServerConfig(hostname=hostname, spool_dir=spool_dir, shutdown_grace=shutdown_grace)
 
 
 def _smtp(section: Section) -> model.SmtpConfig:
@@ -222,13 +227,21 @@ def _smtp(section: Section) -> model.SmtpConfig:
 
 
 def _http(section: Section) -> model.HttpConfig:
-    section.expect("listen")
+    section.expect("listen", "metrics_domains")
     default = model.HttpConfig()
     listen = default.listen
     if section.has("listen"):
         listen = _host_port(section, "listen", section.string("listen", ""), default_port=None)
+    domains = []
+    for domain in section.string_list("metrics_domains", default.metrics_domains):
+        ascii_domain = _ascii_domain(domain)
+        if ascii_domain is None or not _is_hostname(ascii_domain):
+            raise section.fail("metrics_domains", "a list of domains such as [\"gmail.com\", \"outlook.com\"]")
+        domains.append(ascii_domain)
+    if len(domains) > MAX_METRICS_DOMAINS:
+        raise section.fail("metrics_domains", f"at most {MAX_METRICS_DOMAINS} domains, so the number of series stays small")
     section.finish()
-    return model.HttpConfig(listen=listen)
+    return model.HttpConfig(listen=listen, metrics_domains=tuple(dict.fromkeys(domains)))
 
 
 def _dns(section: Section) -> model.DnsConfig:

@@ -19,6 +19,9 @@ WEBHOOK_EVENTS = ("queued", "delivered", "deferred", "bounced", "expired", "supp
 class ServerConfig:
     hostname: str = "localhost"
     spool_dir: Path = Path("var/spool")
+    # On SIGTERM, attempts and inbound transactions in progress get this
+    # long to finish; what is left stays in the spool for the next start.
+    shutdown_grace: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class SmtpConfig:
 @dataclass(frozen=True)
 class HttpConfig:
     listen: HostPort = HostPort("127.0.0.1", 2580)
+    # Recipient domains that get a label value of their own in the metrics;
+    # every other domain is counted as "other", so the series stay bounded.
+    metrics_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

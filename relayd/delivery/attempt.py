@@ -6,7 +6,7 @@ from typing import Callable
 
 import structlog
 
-from relayd import maillog
+from relayd import maillog, metrics
 from relayd.config import Config
 from relayd.delivery import outcome
 from relayd.delivery.courier import AttemptResult, Courier, OutboundEnvelope, RecipientResult
@@ -98,6 +98,14 @@ class AttemptRunner:
                 maillog.deferred(next_attempt=update.next_attempt, **fields)
             else:
                 _EVENTS[update.state](**fields)
+
+        metrics.record_attempt(
+            message_class=message.message_class,
+            domain=recipients[0].domain,
+            received_at=message.received_at,
+            now=now,
+            outcomes=[(update.state, item.reply) for update, item in zip(updates, result.results)],
+        )
 
         due_times = [u.next_attempt for u in updates if u.state == outcome.DEFERRED]
         return min(due_times) if due_times else None

@@ -29,6 +29,10 @@ class Scheduler:
         self._heap: list[tuple[float, int, str, str]] = []
         self._counter = itertools.count()
         self._known: set[tuple[str, str]] = set()
+        # The (counter, due time) of the one live heap entry of each waiting
+        # job. bring_forward() and remove() leave the old entry in the heap;
+        # an entry whose counter is not here is skipped when it comes up.
+        self._entries: dict[tuple[str, str], tuple[int, float]] = {}
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task] = set()
@@ -42,8 +46,51 @@ class Scheduler:
         if key in self._known:
             return
         self._known.add(key)
-        heapq.heappush(self._heap, (due, next(self._counter), queue_id, domain))
+        self._push(queue_id, domain, due)
+
+    def _push(self, queue_id: str, domain: str, due: float) -> None:
+        counter = next(self._counter)
+        self._entries[(queue_id, domain)] = (counter, due)
+        heapq.heappush(self._heap, (due, counter, queue_id, domain))
         self._wake.set()
+
+    def bring_forward(self, queue_id: str | None = None) -> int:
+        """Make the waiting jobs of `queue_id`, or all waiting jobs, due now; return how many moved.
+
+        A running attempt is left alone: it schedules its own next attempt
+        when it ends.
+        """
+        now = self._clock()
+        moved = 0
+        for (job_queue_id, domain), (_, due) in list(self._entries.items()):
+            if due > now and (queue_id is None or job_queue_id == queue_id):
+                self._push(job_queue_id, domain, now)
+                moved += 1
+        self._compact()
+        return moved
+
+    def remove(self, queue_id: str) -> int:
+        """Drop the waiting jobs of `queue_id`; return how many were dropped.
+
+        An attempt already running for it ends by itself: it finds the
+        message gone from the spool on its next load.
+        """
+        keys = [key for key in self._entries if key[0] == queue_id]
+        for key in keys:
+            del self._entries[key]
+            self._known.discard(key)
+        self._compact()
+        return len(keys)
+
+    def _compact(self) -> None:
+        """Rebuild the heap without superseded entries once they outnumber the live ones."""
+        if len(self._heap) > 2 * len(self._entries) + 64:
+            self._heap = [entry for entry in self._heap if self._is_live(entry)]
+            heapq.heapify(self._heap)
+
+    def _is_live(self, entry: tuple[float, int, str, str]) -> bool:
+        live = self._entries.get((entry[2], entry[3]))
+        return live is not None and live[0] == entry[1]
 
     async def run(self) -> None:
         """Start due jobs for ever, at most `concurrency` at a time."""
@@ -61,9 +108,13 @@ class Scheduler:
     async def _next_due(self) -> tuple[float, int, str, str]:
         while True:
             self._wake.clear()
+            while self._heap and not self._is_live(self._heap[0]):
+                heapq.heappop(self._heap)
             now = self._clock()
             if self._heap and self._heap[0][0] <= now:
-                return heapq.heappop(self._heap)
+                entry = heapq.heappop(self._heap)
+                del self._entries[(entry[2], entry[3])]
+                return entry
             timeout = self._heap[0][0] - now if self._heap else None
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)

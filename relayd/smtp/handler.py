@@ -9,7 +9,7 @@ from typing import Callable
 
 import structlog
 
-from relayd import maillog
+from relayd import maillog, metrics
 from relayd.addresses import Address, AddressError, parse_path
 from relayd.config import Config
 from relayd.dkim.signer import Signer
@@ -105,6 +105,8 @@ class SubmissionHandler:
         return str(replies.R250_OK)
 
     async def handle_DATA(self, server, session, envelope):
+        # aiosmtpd calls this right after the final dot: the accept latency starts here.
+        data_ended = time.monotonic()
         transaction: Transaction = envelope.relayd
         content: bytes = envelope.original_content
         problem = check_content(content)
@@ -149,6 +151,7 @@ class SubmissionHandler:
             dkim=[f"{key.domain}/{key.selector}" for key in keys],
             message_id=_message_id(content),
         )
+        metrics.record_accepted(message.message_class, time.monotonic() - data_ended)
         self.on_accepted(queue_id, {r.ascii_domain for r in transaction.recipients})
         return str(replies.R250_QUEUED.format(queue_id=queue_id))
 

@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from relayd.spool.admin import QueueAdmin
 from relayd.spool.records import (
     PENDING_STATES,
     NewMessage,
@@ -76,7 +77,7 @@ def new_queue_id() -> str:
     return f"{time.time_ns() // 1000:013X}{secrets.token_hex(3).upper()}"
 
 
-class Spool:
+class Spool(QueueAdmin):
     """Durable store of messages and recipient states.
 
     Writes go through one group-commit thread; reads use a small pool of

@@ -63,10 +63,10 @@ def postfix_sink(mx_port, tmp_path):
 
 @pytest.fixture
 def daemon(tmp_path, mx_port):
-    """Start relayd: daemon(config_overrides, dns=DnsServer or None)."""
+    """Start relayd: daemon(config_overrides, dns=DnsServer or None, env=extra environment or None)."""
     started = []
 
-    def start(config: dict | None = None, dns: DnsServer | None = None) -> Daemon:
+    def start(config: dict | None = None, dns: DnsServer | None = None, env: dict | None = None) -> Daemon:
         base = {"delivery": {"port": mx_port}}
         if dns is not None:
             base["dns"] = {"nameservers": [dns.address], "timeout": "2s"}
@@ -74,6 +74,7 @@ def daemon(tmp_path, mx_port):
         for key, value in (config or {}).items():
             merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
         instance = Daemon(tmp_path / f"relayd{len(started)}", merged)
+        instance.env.update(env or {})
         instance.start()
         started.append(instance)
         return instance

@@ -158,6 +158,14 @@ BAD_VALUES = {
         "opened",
     ),
     "section not table": ({"server": "relay"}, "server", "relay"),
+    "shutdown grace": ({"server": {"shutdown_grace": "0s"}}, "server.shutdown_grace", '"0s"'),
+    "metrics domain": ({"http": {"metrics_domains": ["not a domain"]}}, "http.metrics_domains", "not a domain"),
+    "metrics domains not list": ({"http": {"metrics_domains": "gmail.com"}}, "http.metrics_domains", "gmail.com"),
+    "too many metrics domains": (
+        {"http": {"metrics_domains": [f"d{n}.example" for n in range(51)]}},
+        "http.metrics_domains",
+        "d50.example",
+    ),
 }
 
 
@@ -370,3 +378,12 @@ def test_repository_config_loads():
     assert config.smtp.max_message_size == 25_000_000
     assert config.classes["auth"].retry == model.RetryPolicy(5.0, 2.0, 60.0, 900.0)
     assert config.policy.alignment == "off"
+
+
+def test_operations_keys_parsed():
+    config = parse_config(
+        {"server": {"shutdown_grace": "45s"}, "http": {"metrics_domains": ["Gmail.com", "bücher.example", "gmail.com"]}}
+    )
+
+    assert config.server.shutdown_grace == 45.0
+    assert config.http.metrics_domains == ("gmail.com", "xn--bcher-kva.example")

@@ -312,3 +312,120 @@ async def test_drain_waits_for_finish():
 
     assert await scheduler.drain(grace=1.0) == 0
     assert sorted(finished) == ["Q1", "Q2"]
+
+
+async def test_bring_forward_one_message():
+    clock = FakeClock(100.0)
+    started = []
+
+    async def attempt(queue_id, domain):
+        started.append((queue_id, domain))
+        return None
+
+    scheduler = Scheduler(attempt, concurrency=2, clock=clock)
+    scheduler.schedule("Q1", "example.com", 500.0)
+    scheduler.schedule("Q1", "example.org", 600.0)
+    scheduler.schedule("Q2", "example.com", 500.0)
+
+    async with running(scheduler):
+        await _settle()
+        assert started == []
+        assert scheduler.bring_forward("Q1") == 2
+        await _until(lambda: len(started) == 2)
+        await _settle()
+
+    assert sorted(started) == [("Q1", "example.com"), ("Q1", "example.org")]
+    assert len(scheduler) == 1
+
+
+async def test_bring_forward_runs_job_once():
+    clock = FakeClock(100.0)
+    started = []
+
+    async def attempt(queue_id, domain):
+        started.append(queue_id)
+        return None
+
+    scheduler = Scheduler(attempt, concurrency=1, clock=clock)
+    scheduler.schedule("Q1", "example.com", 500.0)
+    scheduler.bring_forward()
+
+    async with running(scheduler):
+        await _until(lambda: started == ["Q1"])
+        # The superseded entry for 500.0 comes up and is skipped.
+        clock.now = 500.0
+        scheduler.schedule("WAKE", "example.com", NEVER)
+        await _settle()
+
+    assert started == ["Q1"]
+
+
+async def test_bring_forward_leaves_running_job():
+    clock = FakeClock(100.0)
+    release = asyncio.Event()
+    started = []
+
+    async def attempt(queue_id, domain):
+        started.append(queue_id)
+        await release.wait()
+        return None
+
+    scheduler = Scheduler(attempt, concurrency=1, clock=clock)
+    scheduler.schedule("Q1", "example.com", 0.0)
+
+    async with running(scheduler):
+        await _until(lambda: started == ["Q1"])
+        assert scheduler.bring_forward("Q1") == 0
+        release.set()
+        await _until(lambda: len(scheduler) == 0)
+        await _settle()
+
+    assert started == ["Q1"]
+
+
+async def test_bring_forward_skips_due_jobs():
+    scheduler = Scheduler(lambda q, d: None, concurrency=1, clock=FakeClock(100.0))
+    scheduler.schedule("Q1", "example.com", 50.0)
+
+    assert scheduler.bring_forward() == 0
+
+
+async def test_remove_drops_waiting_jobs():
+    clock = FakeClock(100.0)
+    started = []
+
+    async def attempt(queue_id, domain):
+        started.append(queue_id)
+        return None
+
+    scheduler = Scheduler(attempt, concurrency=1, clock=clock)
+    scheduler.schedule("GONE", "example.com", 150.0)
+    scheduler.schedule("GONE", "example.org", 150.0)
+    scheduler.schedule("KEPT", "example.com", 150.0)
+
+    assert scheduler.remove("GONE") == 2
+    assert len(scheduler) == 1
+    async with running(scheduler):
+        clock.now = 200.0
+        scheduler.schedule("WAKE", "example.com", NEVER)
+        await _until(lambda: started == ["KEPT"])
+        await _settle()
+
+    assert started == ["KEPT"]
+    # A removed job can be scheduled again, as a restart would.
+    scheduler.schedule("GONE", "example.com", 0.0)
+    assert len(scheduler) == 2
+
+
+async def test_heap_compacted_after_many_moves():
+    clock = FakeClock(1000.0)
+    scheduler = Scheduler(lambda q, d: None, concurrency=1, clock=clock)
+    for n in range(100):
+        scheduler.schedule(f"Q{n}", "example.com", 5000.0)
+    # Each pass moves every job to an earlier time and leaves 100 superseded entries.
+    for step in range(5):
+        clock.now = 900.0 - step
+        assert scheduler.bring_forward() == 100
+
+    assert len(scheduler) == 100
+    assert len(scheduler._heap) <= 2 * 100 + 64

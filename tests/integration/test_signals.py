@@ -4,6 +4,8 @@ import re
 import signal
 import smtplib
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,6 +13,7 @@ import pytest
 
 from relayd.dkim.keys import generate_key, write_private_file
 from tests.support.sinks import SmtpScript
+from tests.test_deploy import healthcheck_command
 
 MESSAGE = b"From: app@sender.test\r\nSubject: signals\r\n\r\nhello\r\n"
 QUEUE_ID_IN_RECEIVED = re.compile(rb"with ESMTP id (\w+)")
@@ -31,10 +34,18 @@ def healthz(relayd) -> tuple[int, bytes]:
         return 0, b""
 
 
+def container_healthcheck(relayd) -> int:
+    """Run the Dockerfile's HEALTHCHECK command against this daemon's port; return its exit status."""
+    _, flag, code = healthcheck_command()
+    result = subprocess.run([sys.executable, flag, code.replace("2580", str(relayd.http_port))], timeout=10)
+    return result.returncode
+
+
 def test_healthz_and_421_while_draining(sinks, daemon):
     sink = sinks("127.0.0.2", SmtpScript(data_delay=2.0))
     relayd = daemon({"routes": {"slow.test": "127.0.0.2"}, "server": {"shutdown_grace": "10s"}})
     assert relayd.http_get("/healthz") == (200, b'{"status": "ready"}')
+    assert container_healthcheck(relayd) == 0
 
     queue_id = relayd.submit(["user@slow.test"], MESSAGE)
     wait_until(lambda: any(e.command == "RCPT" for e in sink.events), 10, "no attempt started")
@@ -42,6 +53,7 @@ def test_healthz_and_421_while_draining(sinks, daemon):
 
     wait_until(lambda: healthz(relayd)[0] == 503, 5, "/healthz did not turn 503")
     assert healthz(relayd) == (503, b'{"status": "draining"}')
+    assert container_healthcheck(relayd) == 1
     with pytest.raises(smtplib.SMTPConnectError) as refused:
         relayd.smtp()
     assert refused.value.smtp_code == 421

@@ -4,7 +4,7 @@ A reload reads the same file with the same checks as start-up, DKIM keys
 included. An invalid file changes nothing: the error is logged and the
 previous configuration stays in effect. A valid one is handed to every
 subscriber in one synchronous pass, with no await in between, so no session
-or attempt ever sees half of the old configuration and half of the new.
+or attempt ever uses half of the old configuration and half of the new.
 """
 
 import dataclasses

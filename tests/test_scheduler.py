@@ -314,15 +314,19 @@ async def test_drain_waits_for_finish():
     assert sorted(finished) == ["Q1", "Q2"]
 
 
-async def test_bring_forward_one_message():
-    clock = FakeClock(100.0)
+def recording_scheduler(clock: FakeClock, concurrency: int = 1) -> tuple[Scheduler, list]:
+    """Return a scheduler whose attempts only record (queue id, domain), and that record."""
     started = []
 
     async def attempt(queue_id, domain):
         started.append((queue_id, domain))
         return None
 
-    scheduler = Scheduler(attempt, concurrency=2, clock=clock)
+    return Scheduler(attempt, concurrency=concurrency, clock=clock), started
+
+
+async def test_bring_forward_one_message():
+    scheduler, started = recording_scheduler(FakeClock(100.0), concurrency=2)
     scheduler.schedule("Q1", "example.com", 500.0)
     scheduler.schedule("Q1", "example.org", 600.0)
     scheduler.schedule("Q2", "example.com", 500.0)
@@ -340,24 +344,18 @@ async def test_bring_forward_one_message():
 
 async def test_bring_forward_runs_job_once():
     clock = FakeClock(100.0)
-    started = []
-
-    async def attempt(queue_id, domain):
-        started.append(queue_id)
-        return None
-
-    scheduler = Scheduler(attempt, concurrency=1, clock=clock)
+    scheduler, started = recording_scheduler(clock)
     scheduler.schedule("Q1", "example.com", 500.0)
     scheduler.bring_forward()
 
     async with running(scheduler):
-        await _until(lambda: started == ["Q1"])
+        await _until(lambda: started == [("Q1", "example.com")])
         # The superseded entry for 500.0 comes up and is skipped.
         clock.now = 500.0
         scheduler.schedule("WAKE", "example.com", NEVER)
         await _settle()
 
-    assert started == ["Q1"]
+    assert started == [("Q1", "example.com")]
 
 
 async def test_bring_forward_leaves_running_job():
@@ -384,7 +382,7 @@ async def test_bring_forward_leaves_running_job():
 
 
 async def test_bring_forward_skips_due_jobs():
-    scheduler = Scheduler(lambda q, d: None, concurrency=1, clock=FakeClock(100.0))
+    scheduler, _ = recording_scheduler(FakeClock(100.0))
     scheduler.schedule("Q1", "example.com", 50.0)
 
     assert scheduler.bring_forward() == 0
@@ -392,13 +390,7 @@ async def test_bring_forward_skips_due_jobs():
 
 async def test_remove_drops_waiting_jobs():
     clock = FakeClock(100.0)
-    started = []
-
-    async def attempt(queue_id, domain):
-        started.append(queue_id)
-        return None
-
-    scheduler = Scheduler(attempt, concurrency=1, clock=clock)
+    scheduler, started = recording_scheduler(clock)
     scheduler.schedule("GONE", "example.com", 150.0)
     scheduler.schedule("GONE", "example.org", 150.0)
     scheduler.schedule("KEPT", "example.com", 150.0)
@@ -408,10 +400,10 @@ async def test_remove_drops_waiting_jobs():
     async with running(scheduler):
         clock.now = 200.0
         scheduler.schedule("WAKE", "example.com", NEVER)
-        await _until(lambda: started == ["KEPT"])
+        await _until(lambda: started == [("KEPT", "example.com")])
         await _settle()
 
-    assert started == ["KEPT"]
+    assert started == [("KEPT", "example.com")]
     # A removed job can be scheduled again, as a restart would.
     scheduler.schedule("GONE", "example.com", 0.0)
     assert len(scheduler) == 2
@@ -419,7 +411,7 @@ async def test_remove_drops_waiting_jobs():
 
 async def test_heap_compacted_after_many_moves():
     clock = FakeClock(1000.0)
-    scheduler = Scheduler(lambda q, d: None, concurrency=1, clock=clock)
+    scheduler, _ = recording_scheduler(clock)
     for n in range(100):
         scheduler.schedule(f"Q{n}", "example.com", 5000.0)
     # Each pass moves every job to an earlier time and leaves 100 superseded entries.

@@ -36,7 +36,7 @@ def add_parser(commands, default_config: str) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=default_config, help=f"configuration file, for http.listen (default {default_config})")
     common.add_argument("--http", metavar="HOST:PORT", help="the daemon's http.listen address, instead of reading --config")
-    common.add_argument("--json", action="store_true", help="print the daemon's JSON answer, for scripts")
+    common.add_argument("--json", action="store_true", help="print the daemon's JSON response, for scripts")
 
     queue = commands.add_parser("queue", help="inspect and act on the queue of the running daemon")
     actions = queue.add_subparsers(dest="queue_command", required=True)
@@ -76,27 +76,27 @@ def _dispatch(args: argparse.Namespace, base: str) -> int:
             query["state"] = args.state
         if args.domain:
             query["domain"] = _ascii_domain(args.domain)
-        answer = request(base, "GET", "/v1/queue?" + urllib.parse.urlencode(query))
-        return _print(args, answer, lambda: queue_format.listing(answer, now, filtered=bool(args.state or args.domain)))
+        response = request(base, "GET", "/v1/queue?" + urllib.parse.urlencode(query))
+        return _print(args, response, lambda: queue_format.listing(response, now, filtered=bool(args.state or args.domain)))
     if command == "show":
-        answer = request(base, "GET", f"/v1/queue/{_queue_id(args.queue_id)}")
-        return _print(args, answer, lambda: queue_format.message(answer, now))
+        response = request(base, "GET", f"/v1/queue/{_queue_id(args.queue_id)}")
+        return _print(args, response, lambda: queue_format.message(response, now))
     if command == "stats":
-        answer = request(base, "GET", "/v1/queue/stats")
-        return _print(args, answer, lambda: queue_format.stats(answer))
+        response = request(base, "GET", "/v1/queue/stats")
+        return _print(args, response, lambda: queue_format.stats(response))
     if command == "delete":
-        answer = request(base, "DELETE", f"/v1/queue/{_queue_id(args.queue_id)}", body={})
-        return _print(args, answer, lambda: queue_format.deleted(answer))
+        response = request(base, "DELETE", f"/v1/queue/{_queue_id(args.queue_id)}", body={})
+        return _print(args, response, lambda: queue_format.deleted(response))
     if command == "retry" and not args.all:
-        answer = request(base, "POST", f"/v1/queue/{_queue_id(args.queue_id)}/retry", body={})
-        return _print(args, answer, lambda: queue_format.retried(answer))
+        response = request(base, "POST", f"/v1/queue/{_queue_id(args.queue_id)}/retry", body={})
+        return _print(args, response, lambda: queue_format.retried(response))
     # flush, and retry --all
-    answer = request(base, "POST", "/v1/queue/retry", body={})
-    return _print(args, answer, lambda: queue_format.retried(answer))
+    response = request(base, "POST", "/v1/queue/retry", body={})
+    return _print(args, response, lambda: queue_format.retried(response))
 
 
-def _print(args: argparse.Namespace, answer: dict, render) -> int:
-    print(json.dumps(answer, indent=2) if args.json else render())
+def _print(args: argparse.Namespace, response: dict, render) -> int:
+    print(json.dumps(response, indent=2) if args.json else render())
     return 0
 
 
@@ -142,7 +142,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def request(base: str, method: str, path: str, body: dict | None = None) -> dict:
-    """Call the control API and return its JSON answer; raise CommandError with the daemon's message."""
+    """Call the control API and return its JSON response; raise CommandError with the daemon's error message."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"Accept": "application/json"}
     if data is not None:
@@ -157,13 +157,13 @@ def request(base: str, method: str, path: str, body: dict | None = None) -> dict
         reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
         raise CommandError(f"cannot reach relayd at {base}: {reason}; is `relayd serve` running with this http.listen?") from exc
     except TimeoutError as exc:
-        raise CommandError(f"relayd at {base} did not answer within {TIMEOUT:g}s") from exc
+        raise CommandError(f"relayd at {base} did not respond within {TIMEOUT:g}s") from exc
     except ValueError as exc:
-        raise CommandError(f"relayd at {base} sent an answer that is not JSON: {exc}") from exc
+        raise CommandError(f"relayd at {base} sent a response that is not JSON: {exc}") from exc
 
 
 def _error_text(error: urllib.error.HTTPError) -> str:
     try:
         return json.load(error)["error"]
     except (ValueError, KeyError, TypeError):
-        return f"relayd answered HTTP {error.code} {error.reason}"
+        return f"relayd responded with HTTP {error.code} {error.reason}"

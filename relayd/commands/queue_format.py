@@ -1,4 +1,4 @@
-"""Terminal output of `relayd queue`, rendered from the control API's JSON answers."""
+"""Terminal output of `relayd queue`, rendered from the control API's JSON responses."""
 
 from datetime import datetime, timezone
 
@@ -48,8 +48,8 @@ def _recipient_line(recipient: dict, now: float) -> str:
     return line
 
 
-def listing(answer: dict, now: float, filtered: bool) -> str:
-    messages = answer["messages"]
+def listing(response: dict, now: float, filtered: bool) -> str:
+    messages = response["messages"]
     if not messages:
         return "No message matches." if filtered else "The queue is empty."
     lines = [f"{'QUEUE ID':<20} {'AGE':>7} {'SIZE':>8}  {'CLASS':<13}  SENDER"]
@@ -59,27 +59,27 @@ def listing(answer: dict, now: float, filtered: bool) -> str:
             f"{message['queue_id']:<20} {age(message['age']):>7} {size(message['size']):>8}  {message['class']:<13}  {sender}"
         )
         lines.extend(_recipient_line(r, now) for r in message["recipients"])
-    total = answer["total"]
+    total = response["total"]
     noun = "message" if total == 1 else "messages"
     shown = f" ({len(messages)} shown)" if len(messages) < total else ""
     lines.append(f"{total} {noun}{shown}")
     return "\n".join(lines)
 
 
-def message(answer: dict, now: float) -> str:
-    received = datetime.fromtimestamp(answer["received_at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    flags = [name for name in ("smtputf8", "body_8bit") if answer.get(name)]
+def message(response: dict, now: float) -> str:
+    received = datetime.fromtimestamp(response["received_at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    flags = [name for name in ("smtputf8", "body_8bit") if response.get(name)]
     lines = [
-        f"queue id   {answer['queue_id']}",
-        f"sender     {answer['sender'] or '<>'}",
-        f"received   {received} ({age(answer['age'])} ago) from {answer['client']}",
-        f"size       {answer['size']} bytes",
-        f"class      {answer['class']}",
+        f"queue id   {response['queue_id']}",
+        f"sender     {response['sender'] or '<>'}",
+        f"received   {received} ({age(response['age'])} ago) from {response['client']}",
+        f"size       {response['size']} bytes",
+        f"class      {response['class']}",
     ]
     if flags:
         lines.append(f"options    {', '.join(flags)}")
     lines.append("recipients")
-    for recipient in sorted(answer["recipients"], key=lambda r: _state_rank(r["state"])):
+    for recipient in sorted(response["recipients"], key=lambda r: _state_rank(r["state"])):
         lines.append(_recipient_line(recipient, now))
     return "\n".join(lines)
 
@@ -88,34 +88,34 @@ def _state_rank(state: str) -> int:
     return STATE_ORDER.index(state) if state in STATE_ORDER else len(STATE_ORDER)
 
 
-def stats(answer: dict) -> str:
-    recipients = answer["recipients"]
+def stats(response: dict) -> str:
+    recipients = response["recipients"]
     lines = [
-        f"messages     {answer['messages']}",
+        f"messages     {response['messages']}",
         f"recipients   queued {recipients['queued']}, deferred {recipients['deferred']}",
-        f"oldest       {age(answer['oldest_age']) if answer['messages'] else '-'}",
-        f"scheduled    {answer['scheduled']} (message, domain) jobs",
+        f"oldest       {age(response['oldest_age']) if response['messages'] else '-'}",
+        f"scheduled    {response['scheduled']} (message, domain) jobs",
     ]
-    if answer["classes"]:
+    if response["classes"]:
         lines.append("")
         lines.append(f"{'CLASS':<14} {'MESSAGES':>8} {'QUEUED':>7} {'DEFERRED':>8}  OLDEST")
-        for name, counts in sorted(answer["classes"].items()):
+        for name, counts in sorted(response["classes"].items()):
             oldest = age(counts["oldest_age"]) if counts["messages"] else "-"
             lines.append(f"{name:<14} {counts['messages']:>8} {counts['queued']:>7} {counts['deferred']:>8}  {oldest}")
     return "\n".join(lines)
 
 
-def retried(answer: dict) -> str:
-    messages, domains = answer["messages"], answer["domains"]
+def retried(response: dict) -> str:
+    messages, domains = response["messages"], response["domains"]
     if not domains:
-        if answer.get("queue_id"):
-            return f"Nothing to retry: {answer['queue_id']} has no deferred recipient waiting for a later attempt."
+        if response.get("queue_id"):
+            return f"Nothing to retry: {response['queue_id']} has no deferred recipient waiting for a later attempt."
         return "Nothing to retry: no deferred recipient is waiting for a later attempt."
     return f"Retrying now: {domains} {'domain' if domains == 1 else 'domains'} of {messages} {'message' if messages == 1 else 'messages'}."
 
 
-def deleted(answer: dict) -> str:
-    pending = answer["recipients"]
+def deleted(response: dict) -> str:
+    pending = response["recipients"]
     if not pending:
-        return f"Deleted {answer['queue_id']}; it had no pending recipient."
-    return f"Deleted {answer['queue_id']}; never sent to: {', '.join(pending)}"
+        return f"Deleted {response['queue_id']}; it had no pending recipient."
+    return f"Deleted {response['queue_id']}; never sent to: {', '.join(pending)}"

@@ -1,7 +1,7 @@
 """The queue control API that `relayd queue` calls: list, show, stats, retry and delete.
 
 It can read envelopes and delete mail, so it is private to the host:
-- only loopback clients are answered, whatever `http.listen` binds;
+- it serves loopback clients only, whatever address `http.listen` binds;
 - the Host header must be an IP address or "localhost", so a web page
   cannot reach it through DNS rebinding;
 - requests that change the queue must send a JSON body, which a browser

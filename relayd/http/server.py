@@ -1,8 +1,8 @@
 """The HTTP listener on `http.listen`: /metrics, /healthz and the queue control API.
 
 One aiohttp application serves all three. /metrics and /healthz are meant to
-be scraped from elsewhere; the control API under /v1/queue/ answers only
-loopback clients (see relayd.http.queue_api).
+be scraped from elsewhere; the control API under /v1/queue/ serves
+loopback clients only (see relayd.http.queue_api).
 """
 
 import sqlite3
@@ -26,7 +26,7 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Health:
-    """What /healthz reports: starting until the spool is recovered and the listeners are up, then ready, then draining."""
+    """The state /healthz reports: starting until the spool is recovered and the listeners are up, then ready, then draining."""
 
     STARTING = "starting"
     READY = "ready"

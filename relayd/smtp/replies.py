@@ -16,7 +16,7 @@ R214_HELP = Reply(214, "2.0.0", "{detail}")
 R252_CANNOT_VERIFY = Reply(252, "2.5.0", "Cannot verify the address, but will accept a message for it and attempt delivery")
 
 R421_IDLE_TIMEOUT = Reply(421, "4.4.2", "Idle for too long, closing the connection")
-# RFC 5321 3.8: a server that is shutting down answers 421 and closes. The
+# RFC 5321 3.8: a server that is shutting down replies 421 and closes. The
 # message is not lost: the client keeps it and tries again.
 R421_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, closing the connection; try again in a moment")
 R451_STORE_FAILED = Reply(451, "4.3.0", "Temporary failure storing the message, try again later")

@@ -57,6 +57,14 @@ def _recipients(connection: sqlite3.Connection, queue_ids: list[str], pending_on
     return found
 
 
+def _queued_message(connection: sqlite3.Connection, queue_id: str) -> QueuedMessage | None:
+    row = connection.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
+    if row is None:
+        return None
+    recipients = _recipients(connection, [queue_id], pending_only=False)[queue_id]
+    return QueuedMessage(_message(row), tuple(recipients))
+
+
 class QueueAdmin:
     """Spool methods for operators; needs the host class's `_read` and `_write`."""
 
@@ -110,14 +118,7 @@ class QueueAdmin:
     async def message(self, queue_id: str) -> QueuedMessage | None:
         """Return a message with all its recipients, final ones included, or None if it is not in the spool."""
 
-        def query(connection: sqlite3.Connection):
-            row = connection.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
-            if row is None:
-                return None
-            recipients = _recipients(connection, [queue_id], pending_only=False)[queue_id]
-            return QueuedMessage(_message(row), tuple(recipients))
-
-        return await self._read(query)
+        return await self._read(lambda connection: _queued_message(connection, queue_id))
 
     async def bring_forward(self, queue_id: str | None, now: float) -> list[tuple[str, str]]:
         """Make deferred recipients due at `now`, of one message or of all; return the (queue id, domain) pairs changed.
@@ -145,12 +146,10 @@ class QueueAdmin:
         """Remove a message and all its recipients; return what was removed, or None if it was not in the spool."""
 
         def apply(connection: sqlite3.Connection):
-            row = connection.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
-            if row is None:
-                return None
-            recipients = _recipients(connection, [queue_id], pending_only=False)[queue_id]
-            # Contents and recipients go with it (ON DELETE CASCADE).
-            connection.execute("DELETE FROM messages WHERE queue_id = ?", (queue_id,))
-            return QueuedMessage(_message(row), tuple(recipients))
+            queued = _queued_message(connection, queue_id)
+            if queued is not None:
+                # Contents and recipients go with it (ON DELETE CASCADE).
+                connection.execute("DELETE FROM messages WHERE queue_id = ?", (queue_id,))
+            return queued
 
         return await self._write(apply)

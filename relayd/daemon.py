@@ -10,6 +10,7 @@ from relayd.config import Config
 from relayd.delivery.attempt import AttemptRunner
 from relayd.delivery.courier import Courier
 from relayd.delivery.dns import Resolver
+from relayd.delivery.health import DestinationHealth
 from relayd.delivery.routing import Router
 from relayd.delivery.scheduler import Scheduler
 from relayd.dkim.keys import SigningKey
@@ -40,8 +41,11 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
     rng = random.Random()
     router = Router(config.routes, config.delivery.port, Resolver(config.dns), rng)
     courier = Courier(config.server.hostname, config.delivery)
-    runner = AttemptRunner(config, spool, router, courier, random_source=rng.random)
-    scheduler = Scheduler(runner, config.delivery.max_concurrency)
+    health = DestinationHealth(config.delivery.pause_after, config.delivery.pause)
+    runner = AttemptRunner(config, spool, router, courier, random_source=rng.random, health=health)
+    scheduler = Scheduler(
+        runner, config.delivery.max_concurrency, per_domain=config.delivery.max_per_domain, health=health
+    )
 
     # Every pending recipient is scheduled again; due times in the past mean now.
     pending = await spool.pending()
@@ -66,6 +70,7 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
         log.error("listen_failed", addresses=[str(a) for a in config.smtp.listen], error=str(exc))
         spool.close()
         return 1
+    courier.pool.start()
     scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
     log.info("started", hostname=config.server.hostname)
 
@@ -75,6 +80,7 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
         server.close()
     scheduler_task.cancel()
     cancelled = await scheduler.drain(SHUTDOWN_GRACE)
+    await courier.pool.close()
     spool.close()
     log.info("stopped", attempts_left_spooled=cancelled)
     return 0

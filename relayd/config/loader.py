@@ -247,7 +247,18 @@ def _dns(section: Section) -> model.DnsConfig:
 
 def _delivery(section: Section) -> model.DeliveryConfig:
     section.expect(
-        "port", "tls", "connect_timeout", "command_timeout", "data_timeout", "max_concurrency", "source_addresses"
+        "port",
+        "tls",
+        "tls_policy",
+        "connect_timeout",
+        "command_timeout",
+        "data_timeout",
+        "max_concurrency",
+        "max_per_domain",
+        "connection_idle",
+        "pause_after",
+        "pause",
+        "source_addresses",
     )
     default = model.DeliveryConfig()
     config = model.DeliveryConfig(
@@ -257,6 +268,11 @@ def _delivery(section: Section) -> model.DeliveryConfig:
         command_timeout=section.duration("command_timeout", default.command_timeout),
         data_timeout=section.duration("data_timeout", default.data_timeout),
         max_concurrency=section.integer("max_concurrency", default.max_concurrency, 1, 10_000),
+        max_per_domain=section.integer("max_per_domain", default.max_per_domain, 1, 10_000),
+        connection_idle=_duration_or_zero(section, "connection_idle", default.connection_idle),
+        pause_after=section.integer("pause_after", default.pause_after, 1, 1000),
+        pause=section.duration("pause", default.pause),
+        tls_policy=_tls_policy(section.table_of("tls_policy")),
         source_addresses=_ip_addresses(section, "source_addresses"),
     )
     section.finish()
@@ -380,6 +396,24 @@ def _host_port(section: Section, name: str, text: str, default_port: int | None)
     except ValueError:
         form = '"host:port" or "[ipv6]:port"' if default_port is None else '"host", "host:port" or "[ipv6]:port"'
         raise ConfigError(f"{section.key(name)} = {_show(section.table[name])}: invalid address {text!r}; expected {form}") from None
+
+
+def _duration_or_zero(section: Section, name: str, default: float) -> float:
+    """Read a duration that may also be "0s" (turning the feature off)."""
+    if section.has(name) and section.table[name] in ("0", "0s"):
+        section.raw(name)
+        return 0.0
+    return section.duration(name, default)
+
+
+def _tls_policy(section: Section) -> MappingProxyType:
+    policy = {}
+    for domain in list(section.table):
+        key = _ascii_domain(domain)
+        if key is None:
+            raise ConfigError(f"{section.key(domain)}: invalid domain {domain!r}; expected a domain such as example.com")
+        policy[key] = section.choice(domain, "", model.TLS_MODES)
+    return MappingProxyType(policy)
 
 
 def _ip_addresses(section: Section, name: str) -> tuple[str, ...]:

@@ -57,6 +57,17 @@ class DeliveryConfig:
     command_timeout: float = 300.0
     data_timeout: float = 600.0
     max_concurrency: int = 50
+    # Attempts in progress at once to one recipient domain, so one slow
+    # destination cannot take every slot.
+    max_per_domain: int = 10
+    # How long an SMTP session stays open, unused, for the next message.
+    connection_idle: float = 5.0
+    # After this many attempts in a row that reach no host, the domain is
+    # paused for `pause` instead of being tried again at once.
+    pause_after: int = 5
+    pause: float = 60.0
+    # TLS mode by recipient domain, overriding `tls`.
+    tls_policy: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # This relay's outbound addresses, for the SPF part of the alignment
     # check; empty means the addresses of server.hostname.
     source_addresses: tuple[str, ...] = ()

@@ -11,6 +11,7 @@ from relayd.config import Config
 from relayd.delivery import outcome
 from relayd.delivery.courier import Courier
 from relayd.delivery.results import AttemptResult, OutboundEnvelope, RecipientResult
+from relayd.delivery.health import DestinationHealth
 from relayd.delivery.retry import next_attempt_time
 from relayd.delivery.routing import RouteError, Router
 from relayd.spool import RecipientUpdate, Spool
@@ -33,7 +34,9 @@ class AttemptRunner:
         courier: Courier,
         clock: Callable[[], float] = time.time,
         random_source: Callable[[], float] = random.random,
+        health: DestinationHealth | None = None,
     ):
+        self.health = health
         self.config = config
         self.spool = spool
         self.router = router
@@ -64,7 +67,9 @@ class AttemptRunner:
             if content is None:
                 return None
             envelope = OutboundEnvelope(message.sender, message.smtputf8, message.body_8bit)
-            result = await self.courier.deliver(envelope, content, addresses, hosts)
+            result = await self.courier.deliver(envelope, content, addresses, hosts, recipients[0].domain)
+            if self.health is not None:
+                self.health.record(recipients[0].domain, result.connected)
 
         # Every decision is stored before it is logged or acted on, so a crash
         # here repeats the attempt instead of forgetting its outcome.
@@ -94,6 +99,7 @@ class AttemptRunner:
                 attempt=update.attempts,
                 reply=item.reply,
                 delays=delays,
+                tls=result.tls,
             )
             if update.state == outcome.DEFERRED:
                 maillog.deferred(next_attempt=update.next_attempt, **fields)

@@ -29,6 +29,10 @@ class AttemptResult:
     results: list[RecipientResult]
     host: str = ""
     delays: dict = field(default_factory=dict)
+    # The TLS protocol and cipher of the session, or "none".
+    tls: str = "none"
+    # False when no host could even start a session: the destination is down.
+    connected: bool = True
 
 
 def wire_address(address: str) -> str:

@@ -3,13 +3,21 @@
 A job is one (queue id, domain): domains of one message are independent.
 There is no sleeping task per message; one loop waits for the earliest due
 job or for new work, whichever comes first.
+
+A due job whose domain already has `per_domain` attempts in progress is
+parked, without taking a slot, until one of them ends: a slow destination
+keeps at most that many slots, and every other domain keeps moving. A
+paused domain's jobs wait for the end of the pause.
 """
 
 import asyncio
 import heapq
 import itertools
 import time
+from collections import deque
 from typing import Awaitable, Callable
+
+from relayd.delivery.health import DestinationHealth
 
 import structlog
 
@@ -23,9 +31,20 @@ AttemptFunction = Callable[[str, str], Awaitable[float | None]]
 
 
 class Scheduler:
-    def __init__(self, attempt: AttemptFunction, concurrency: int, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        attempt: AttemptFunction,
+        concurrency: int,
+        clock: Callable[[], float] = time.time,
+        per_domain: int | None = None,
+        health: DestinationHealth | None = None,
+    ):
         self._attempt = attempt
         self._clock = clock
+        self._per_domain = per_domain or concurrency
+        self._health = health
+        self._active: dict[str, int] = {}
+        self._parked: dict[str, deque[str]] = {}
         self._heap: list[tuple[float, int, str, str]] = []
         self._counter = itertools.count()
         self._known: set[tuple[str, str]] = set()
@@ -54,6 +73,7 @@ class Scheduler:
             except BaseException:
                 self._slots.release()
                 raise
+            self._active[domain] = self._active.get(domain, 0) + 1
             task = asyncio.create_task(self._run_job(queue_id, domain), name=f"attempt {queue_id} {domain}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -62,8 +82,16 @@ class Scheduler:
         while True:
             self._wake.clear()
             now = self._clock()
-            if self._heap and self._heap[0][0] <= now:
-                return heapq.heappop(self._heap)
+            while self._heap and self._heap[0][0] <= now:
+                item = heapq.heappop(self._heap)
+                _, _, queue_id, domain = item
+                paused_until = self._health.paused_until(domain) if self._health else None
+                if paused_until is not None:
+                    heapq.heappush(self._heap, (paused_until, next(self._counter), queue_id, domain))
+                elif self._active.get(domain, 0) >= self._per_domain:
+                    self._parked.setdefault(domain, deque()).append(queue_id)
+                else:
+                    return item
             timeout = self._heap[0][0] - now if self._heap else None
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -80,8 +108,21 @@ class Scheduler:
         finally:
             self._slots.release()
             self._known.discard(key)
+            self._finish(domain)
         if due is not None:
             self.schedule(queue_id, domain, due)
+
+    def _finish(self, domain: str) -> None:
+        """Free the domain's slot and move one of its parked jobs back to the due heap."""
+        self._active[domain] -= 1
+        if not self._active[domain]:
+            del self._active[domain]
+        parked = self._parked.get(domain)
+        if parked:
+            heapq.heappush(self._heap, (self._clock(), next(self._counter), parked.popleft(), domain))
+            self._wake.set()
+            if not parked:
+                del self._parked[domain]
 
     async def drain(self, grace: float) -> int:
         """Wait up to `grace` seconds for running attempts, then cancel the rest; return how many were cancelled.

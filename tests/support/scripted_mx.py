@@ -18,6 +18,11 @@ STAGES = ("greeting", "ehlo", "helo", "starttls", "mail", "rcpt", "data", "dot",
 TIMEOUT = "timeout"
 DISCONNECT = "disconnect"
 
+
+def delayed(seconds: float, reply: str) -> str:
+    """Return an action that waits `seconds` before sending `reply`, like a slow server."""
+    return f"delay:{seconds}:{reply}"
+
 DEFAULT_REPLIES = {
     "greeting": "220 mx.test ESMTP scripted",
     "helo": "250 mx.test",
@@ -65,6 +70,8 @@ class ScriptedMX:
         self.transactions: list[Transaction] = []
         self.commands: list[str] = []
         self.connections = 0
+        self.open_connections = 0
+        self.max_open_connections = 0
         self._uses: dict[str, int] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -82,7 +89,11 @@ class ScriptedMX:
     def stop(self) -> None:
         async def close():
             self._server.close()
-            await asyncio.sleep(0)
+            # End sessions still open, so none is left for a stopped loop.
+            sessions = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in sessions:
+                task.cancel()
+            await asyncio.gather(*sessions, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -119,11 +130,15 @@ class ScriptedMX:
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with self._lock:
             self.connections += 1
+            self.open_connections += 1
+            self.max_open_connections = max(self.max_open_connections, self.open_connections)
         try:
             await self._dialogue(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
+            with self._lock:
+                self.open_connections -= 1
             writer.close()
 
     async def _answer(self, writer, reader, action: str) -> bool:
@@ -131,6 +146,9 @@ class ScriptedMX:
         if action == DISCONNECT:
             writer.transport.abort()
             return False
+        if action.startswith("delay:"):
+            _, seconds, action = action.split(":", 2)
+            await asyncio.sleep(float(seconds))
         if action == TIMEOUT:
             # Hold the connection open without answering until the client gives up.
             await reader.read()

@@ -3,6 +3,7 @@
 import asyncio
 import random
 import signal
+import time
 
 import structlog
 
@@ -12,11 +13,12 @@ from relayd.delivery.courier import Courier
 from relayd.delivery.dns import Resolver
 from relayd.delivery.health import DestinationHealth
 from relayd.delivery.routing import Router
+from relayd.delivery.results import wire_address
 from relayd.delivery.scheduler import Scheduler
 from relayd.dkim.keys import SigningKey
 from relayd.dkim.signer import Signer
 from relayd.smtp.server import start_listeners
-from relayd.spool import Spool
+from relayd.spool import NewMessage, Spool, new_queue_id
 
 log = structlog.get_logger("relayd")
 
@@ -42,7 +44,22 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
     router = Router(config.routes, config.delivery.port, Resolver(config.dns), rng)
     courier = Courier(config.server.hostname, config.delivery)
     health = DestinationHealth(config.delivery.pause_after, config.delivery.pause)
-    runner = AttemptRunner(config, spool, router, courier, random_source=rng.random, health=health)
+    async def inject(sender: str, recipient: str, content: bytes) -> str:
+        """Spool a message relayd wrote itself, such as a DSN, and schedule it."""
+        domain = wire_address(recipient).rpartition("@")[2].lower()
+        queue_id = new_queue_id()
+        message = NewMessage(
+            sender=sender,
+            recipients=((recipient, domain),),
+            content=content,
+            received_at=time.time(),
+            client="relayd",
+        )
+        await spool.add(queue_id, message)
+        scheduler.schedule(queue_id, domain, 0.0)
+        return queue_id
+
+    runner = AttemptRunner(config, spool, router, courier, random_source=rng.random, health=health, inject=inject)
     scheduler = Scheduler(
         runner, config.delivery.max_concurrency, per_domain=config.delivery.max_per_domain, health=health
     )

@@ -259,6 +259,7 @@ def _delivery(section: Section) -> model.DeliveryConfig:
         "pause_after",
         "pause",
         "source_addresses",
+        "dsn",
     )
     default = model.DeliveryConfig()
     config = model.DeliveryConfig(
@@ -274,6 +275,7 @@ def _delivery(section: Section) -> model.DeliveryConfig:
         pause=section.duration("pause", default.pause),
         tls_policy=_tls_policy(section.table_of("tls_policy")),
         source_addresses=_ip_addresses(section, "source_addresses"),
+        dsn=section.boolean("dsn", default.dsn),
     )
     section.finish()
     return config

@@ -66,6 +66,9 @@ class DeliveryConfig:
     # paused for `pause` instead of being tried again at once.
     pause_after: int = 5
     pause: float = 60.0
+    # Send an RFC 3464 DSN to the sender of a bounced or expired recipient.
+    # Off by default: applications learn outcomes from webhooks or logs.
+    dsn: bool = False
     # TLS mode by recipient domain, overriding `tls`.
     tls_policy: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # This relay's outbound addresses, for the SPF part of the alignment

@@ -2,7 +2,7 @@
 
 import random
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 import structlog
 
@@ -13,10 +13,15 @@ from relayd.delivery.courier import Courier
 from relayd.delivery.results import AttemptResult, OutboundEnvelope, RecipientResult
 from relayd.delivery.health import DestinationHealth
 from relayd.delivery.retry import next_attempt_time
+from relayd.dsn import FailedRecipient, build_dsn
 from relayd.delivery.routing import RouteError, Router
 from relayd.spool import RecipientUpdate, Spool
 
 log = structlog.get_logger("relayd.delivery")
+
+# Spools a message relayd writes itself (a DSN) and returns its queue id:
+# (sender, recipient, content).
+InjectFunction = Callable[[str, str, bytes], Awaitable[str]]
 
 _EVENTS = {
     outcome.DELIVERED: maillog.delivered,
@@ -35,8 +40,10 @@ class AttemptRunner:
         clock: Callable[[], float] = time.time,
         random_source: Callable[[], float] = random.random,
         health: DestinationHealth | None = None,
+        inject: InjectFunction | None = None,
     ):
         self.health = health
+        self.inject = inject
         self.config = config
         self.spool = spool
         self.router = router
@@ -87,6 +94,9 @@ class AttemptRunner:
                 if due is None:
                     state = "expired"
             updates.append(RecipientUpdate(item.address, state, attempts, due, str(item.reply), item.host))
+        # The DSN is spooled before the failure is recorded: a crash in
+        # between repeats the attempt, and at worst sends a second DSN.
+        await self._send_dsn(message, updates, result)
         await self.spool.record(message.queue_id, updates)
 
         delays = {"spool": round(started - message.received_at, 3), **result.delays}
@@ -108,6 +118,34 @@ class AttemptRunner:
 
         due_times = [u.next_attempt for u in updates if u.state == outcome.DEFERRED]
         return min(due_times) if due_times else None
+
+    async def _send_dsn(self, message, updates: list[RecipientUpdate], result: AttemptResult) -> None:
+        failed = [u for u in updates if u.state in (outcome.BOUNCED, "expired")]
+        # A DSN for a DSN would loop: the null sender never gets one (RFC 5321 6.1).
+        if not failed or not message.sender or not self.config.delivery.dsn or self.inject is None:
+            return
+        original = await self.spool.content(message.queue_id) or b""
+        replies = {item.address: item.reply for item in result.results}
+        report = build_dsn(
+            hostname=self.config.server.hostname,
+            queue_id=message.queue_id,
+            sender=message.sender,
+            received_at=message.received_at,
+            original=original,
+            failed=[
+                FailedRecipient(
+                    address=u.address,
+                    state=u.state,
+                    status=replies[u.address].enhanced or ("4.4.7" if u.state == "expired" else "5.0.0"),
+                    diagnostic=u.last_reply,
+                    remote_mta=u.last_host.split("[", 1)[0],
+                    last_attempt=self.clock(),
+                )
+                for u in failed
+            ],
+        )
+        dsn_queue_id = await self.inject("", message.sender, report)
+        log.info("dsn_queued", queue_id=message.queue_id, dsn_queue_id=dsn_queue_id, recipients=len(failed))
 
     @staticmethod
     def _domain(recipients, address: str) -> str:

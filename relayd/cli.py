@@ -22,6 +22,13 @@ def _parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True)
     check = config_commands.add_parser("check", help="validate a configuration file and exit")
     check.add_argument("--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})")
+
+    domain = commands.add_parser(
+        "check-domain", help="check a sending domain's DNS records; exit 0 only when its mail would pass DMARC"
+    )
+    domain.add_argument("domain", help="the From domain to check, such as example.com")
+    domain.add_argument("--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})")
+    domain.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
 
 
@@ -36,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(f"{args.config}: ok")
         return 0
+    if args.command == "check-domain":
+        from relayd.commands.check_domain import run
+
+        return run(config, args.domain, as_json=args.json)
 
     from relayd.daemon import serve
     from relayd.spool import SpoolError

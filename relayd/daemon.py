@@ -6,12 +6,15 @@ import signal
 
 import structlog
 
+from relayd.alignment.policy import build_alignment_policy
 from relayd.config import Config
 from relayd.delivery.attempt import AttemptRunner
 from relayd.delivery.courier import Courier
 from relayd.delivery.dns import Resolver
 from relayd.delivery.routing import Router
 from relayd.delivery.scheduler import Scheduler
+from relayd.dkim.keys import DkimKeyError, load_key
+from relayd.dkim.signer import Signer
 from relayd.smtp.server import start_listeners
 from relayd.spool import Spool
 
@@ -27,18 +30,23 @@ def _warn_unimplemented(config: Config) -> None:
         log.warning("not_implemented", key="dkim.keys", detail="DKIM signing is not implemented yet; mail leaves unsigned")
     if config.webhooks:
         log.warning("not_implemented", key="webhooks", detail="webhooks are not implemented yet; no events are sent")
-    if config.policy.alignment == "reject":
-        log.warning("not_implemented", key="policy.alignment", detail="the alignment check is not implemented yet; nothing is rejected for it")
 
 
 async def serve(config: Config) -> int:
     """Run the daemon until SIGTERM or SIGINT; return the exit status."""
     _warn_unimplemented(config)
+    try:
+        signer = Signer([load_key(key) for key in config.dkim_keys])
+    except DkimKeyError as exc:
+        log.error("dkim_key_invalid", error=str(exc))
+        return 2
     spool = Spool(config.server.spool_dir)
     spool.open()
 
     rng = random.Random()
-    router = Router(config.routes, config.delivery.port, Resolver(config.dns), rng)
+    resolver = Resolver(config.dns)
+    router = Router(config.routes, config.delivery.port, resolver, rng)
+    alignment = build_alignment_policy(config, signer, resolver)
     courier = Courier(config.server.hostname, config.delivery)
     runner = AttemptRunner(config, spool, router, courier, random_source=rng.random)
     scheduler = Scheduler(runner, config.delivery.max_concurrency)
@@ -59,7 +67,7 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     try:
-        servers = await start_listeners(config, spool, on_accepted)
+        servers = await start_listeners(config, spool, on_accepted, alignment)
     except OSError as exc:
         log.error("listen_failed", error=str(exc))
         spool.close()
@@ -73,6 +81,7 @@ async def serve(config: Config) -> int:
         server.close()
     scheduler_task.cancel()
     cancelled = await scheduler.drain(SHUTDOWN_GRACE)
+    alignment.close()
     spool.close()
     log.info("stopped", attempts_left_spooled=cancelled)
     return 0

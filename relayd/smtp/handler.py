@@ -10,6 +10,7 @@ import structlog
 
 from relayd import maillog
 from relayd.addresses import Address, AddressError, parse_path
+from relayd.alignment.policy import AlignmentPolicy
 from relayd.config import Config
 from relayd.prepare import prepare
 from relayd.reply import Reply
@@ -32,10 +33,11 @@ class Transaction:
 
 
 class SubmissionHandler:
-    def __init__(self, config: Config, spool: Spool, on_accepted: AcceptedCallback):
+    def __init__(self, config: Config, spool: Spool, on_accepted: AcceptedCallback, alignment: AlignmentPolicy | None = None):
         self.config = config
         self.spool = spool
         self.on_accepted = on_accepted
+        self.alignment = alignment or AlignmentPolicy("off")
 
     def _client(self, session) -> str:
         return str(session.peer[0]) if session.peer else "unknown"
@@ -125,6 +127,11 @@ class SubmissionHandler:
             smtputf8=bool(envelope.smtp_utf8),
             body_8bit="BODY=8BITMIME" in envelope.mail_options,
         )
+
+        refusal = await self.alignment.check(transaction.sender, prepared, queue_id=queue_id, client=message.client)
+        if refusal is not None:
+            return self._reject(session, refusal.reply, refusal.reason, from_domain=refusal.from_domain)
+
         try:
             await self.spool.add(queue_id, message)
         except SpoolFull as exc:

@@ -6,6 +6,7 @@ import secrets
 import structlog
 from aiosmtpd.smtp import SMTP
 
+from relayd.alignment.policy import AlignmentPolicy
 from relayd.config import Config
 from relayd.reply import Reply
 from relayd.smtp import replies
@@ -128,9 +129,11 @@ def _add_enhanced_code(text: str) -> str:
     return f"{code} {code[0]}.0.0 {rest}"
 
 
-async def start_listeners(config: Config, spool: Spool, on_accepted: AcceptedCallback) -> list[asyncio.AbstractServer]:
+async def start_listeners(
+    config: Config, spool: Spool, on_accepted: AcceptedCallback, alignment: AlignmentPolicy | None = None
+) -> list[asyncio.AbstractServer]:
     """Start one listening socket for each `smtp.listen` address."""
-    handler = SubmissionHandler(config, spool, on_accepted)
+    handler = SubmissionHandler(config, spool, on_accepted, alignment)
     loop = asyncio.get_running_loop()
     servers = []
     for address in config.smtp.listen:

@@ -1,0 +1,1 @@
+"""Implementations of `relayd` subcommands other than `serve`."""

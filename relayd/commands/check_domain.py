@@ -28,9 +28,15 @@ EXIT_USAGE = 2
 
 
 @dataclass
+class MxRecord:
+    preference: int
+    # "." for a null MX (RFC 7505).
+    host: str
+
+
+@dataclass
 class MxReport:
-    # (preference, host) pairs; the host "." is a null MX (RFC 7505).
-    records: list[tuple[int, str]] = field(default_factory=list)
+    records: list[MxRecord] = field(default_factory=list)
     problem: str = ""
 
 
@@ -142,7 +148,7 @@ async def inspect(config: Config, domain: str, keys: list[SigningKey]) -> Report
 
 async def _mx(resolver: Resolver, domain: str) -> MxReport:
     try:
-        return MxReport(sorted(await resolver.mx(domain)))
+        return MxReport([MxRecord(preference, host) for preference, host in sorted(await resolver.mx(domain))])
     except NotFound as exc:
         return MxReport(problem=str(exc))
     except NoData:
@@ -253,12 +259,12 @@ def _dkim_reason(domain: str, keys: list[KeyReport], adkim: str) -> str:
 def render(report: Report) -> str:
     """Return the report as text for a person."""
     lines = [f"Domain {report.domain}", "", "MX"]
-    lines += [f"  {preference:<5} {host}" for preference, host in report.mx.records]
+    lines += [f"  {record.preference:<5} {record.host}" for record in report.mx.records]
     if report.mx.problem:
         lines.append(f"  {report.mx.problem}")
 
     spf = report.spf
-    lines += ["", "SPF"]
+    lines += ["", f"SPF, for envelope senders at {report.domain}"]
     lines += [f"  record  {record}" for record in spf.records] or ["  record  none"]
     for result in spf.results:
         lines.append(f"  {result.address}: {result.result} ({result.lookups} of {spf.lookup_limit} DNS look-ups)")

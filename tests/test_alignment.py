@@ -6,7 +6,7 @@ import dns.resolver
 import pytest
 
 from relayd.addresses import parse_path
-from relayd.alignment.policy import AlignmentPolicy, refusal_reply
+from relayd.alignment.policy import AlignmentPolicy, rejection_reply
 from relayd.alignment.preflight import NO_AUTHOR_DOMAIN, Decision, Preflight
 from relayd.alignment.spf import SpfChecker
 from relayd.config.model import DkimKey, DnsConfig
@@ -256,8 +256,10 @@ async def test_answers_cached_for_ttl(dns_server, signer):
     await preflight.decide(sender("app@include.test"), "include.test")
     await preflight.decide(sender("app@spf.test"), "spf.test")
 
-    # dnsmasq serves these with a 300 s TTL; NXDOMAIN answers without an SOA record are not cached.
-    for query in ("query[TXT] _spf2.include.test", "query[TXT] spf.test", "query[TXT] _dmarc.spf.test"):
+    # dnsmasq serves these records with a 300 s TTL, and dnspython caches
+    # NXDOMAIN without an SOA record (_dmarc.include.test) for 300 s.
+    queries = ("query[TXT] _spf2.include.test", "query[TXT] _dmarc.include.test", "query[TXT] spf.test", "query[TXT] _dmarc.spf.test")
+    for query in queries:
         assert dns_server.read_log().count(query) == log.count(query), query
 
 
@@ -265,34 +267,35 @@ def decision_for(reason: str, domain: str | None = "example.com", temporary: boo
     return Decision(domain, False, reason=reason, temporary=temporary)
 
 
-def test_refusal_reply_names_domain_and_reason():
-    reply = refusal_reply(decision_for("no DKIM key for example.com or a parent domain is configured"))
+def test_rejection_reply_names_domain_and_reason():
+    reply = rejection_reply(decision_for("no DKIM key for example.com or a parent domain is configured"))
 
     assert reply.code == 550
     assert reply.enhanced == "5.7.26"
     assert "mail from example.com would fail DMARC because no DKIM key for example.com" in reply.text
 
 
-def test_refusal_reply_temporary():
-    reply = refusal_reply(decision_for("a DNS look-up failed", temporary=True))
+def test_rejection_reply_temporary():
+    reply = rejection_reply(decision_for("a DNS look-up failed", temporary=True))
 
     assert (reply.code, reply.enhanced) == (451, "4.4.3")
     assert "example.com" in reply.text
     assert reply.text.endswith("try again later")
 
 
-def test_refusal_reply_without_from_domain():
-    reply = refusal_reply(decision_for(NO_AUTHOR_DOMAIN, domain=None))
+def test_rejection_reply_without_from_domain():
+    reply = rejection_reply(decision_for(NO_AUTHOR_DOMAIN, domain=None))
 
     assert (reply.code, reply.enhanced) == (550, "5.7.1")
     assert "exactly one address" in reply.text
 
 
-def test_refusal_reply_printable_and_bounded():
-    reply = refusal_reply(decision_for("the SPF record is invalid (bad\r\nRSET " + "x" * 600 + ")"))
+def test_rejection_reply_printable_and_bounded():
+    reply = rejection_reply(decision_for("the SPF record is invalid (bad\r\nRSET " + "x" * 600 + ")"))
 
     line = str(reply)
-    assert "\r" not in line and "\n" not in line
+    assert "\r" not in line
+    assert "\n" not in line
     assert len(line) <= 510
     assert line.endswith("...")
 
@@ -300,22 +303,22 @@ def test_refusal_reply_printable_and_bounded():
 async def test_policy_off_skips_check():
     policy = AlignmentPolicy("off")
 
-    refusal = await policy.check(None, b"From: a@example.com\r\n\r\nhi\r\n", queue_id="Q", client="127.0.0.1")
+    rejection = await policy.check(None, b"From: a@example.com\r\n\r\nhi\r\n", queue_id="Q", client="127.0.0.1")
 
-    assert refusal is None
+    assert rejection is None
     assert policy.failures == 0
 
 
-async def test_policy_reject_counts_and_refuses(dns_server, signer):
+async def test_policy_reject_counts_and_rejects(dns_server, signer):
     policy = AlignmentPolicy("reject", make_preflight(dns_server, signer))
     content = b"From: App <app@fail.test>\r\nSubject: x\r\n\r\nhi\r\n"
 
-    refusal = await policy.check(sender("app@fail.test"), content, queue_id="Q", client="127.0.0.1")
+    rejection = await policy.check(sender("app@fail.test"), content, queue_id="Q", client="127.0.0.1")
     policy.close()
 
-    assert refusal is not None
-    assert refusal.from_domain == "fail.test"
-    assert refusal.reply.code == 550
+    assert rejection is not None
+    assert rejection.from_domain == "fail.test"
+    assert rejection.reply.code == 550
     assert policy.failures == 1
 
 
@@ -323,8 +326,8 @@ async def test_policy_reject_accepts_aligned(dns_server, signer):
     policy = AlignmentPolicy("reject", make_preflight(dns_server, signer))
     content = b"From: app@signed.test\r\n\r\nhi\r\n"
 
-    refusal = await policy.check(sender("app@signed.test"), content, queue_id="Q", client="127.0.0.1")
+    rejection = await policy.check(sender("app@signed.test"), content, queue_id="Q", client="127.0.0.1")
     policy.close()
 
-    assert refusal is None
+    assert rejection is None
     assert policy.failures == 0

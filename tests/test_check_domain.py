@@ -30,7 +30,7 @@ KEYS = [
 
 
 def split_txt(text: str) -> list[str]:
-    """Split `text` into the 255-octet character-strings one TXT record holds (RFC 1035 3.3.14)."""
+    """Split `text` into the 255-octet character-strings one TXT record contains (RFC 1035 3.3.14)."""
     return [text[start : start + 255] for start in range(0, len(text), 255)]
 
 

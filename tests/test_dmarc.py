@@ -231,11 +231,11 @@ def test_is_aligned(domain, from_domain, mode, expected):
 
 
 def test_public_suffix_list_never_uses_network(monkeypatch, tmp_path):
-    def refuse(*args, **kwargs):
+    def no_network(*args, **kwargs):
         raise AssertionError("the Public Suffix List code tried to open a network connection")
 
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 

@@ -28,8 +28,8 @@ def organizational_domain(domain: str) -> str:
     """Return the public suffix of `domain` plus one label (RFC 7489 3.2).
 
     A domain that is itself a public suffix is its own organizational
-    domain. A TLD missing from the list counts as a one-label suffix, as
-    the list's implicit "*" rule says, so example.test gives example.test.
+    domain. A TLD missing from the list counts as a one-label suffix by the
+    list's implicit "*" rule, so mail.example.test gives example.test.
     """
     domain = domain.lower().rstrip(".")
     suffix = _SUFFIXES.extract_str(domain).suffix or domain.rpartition(".")[2]

@@ -32,7 +32,7 @@ def key_record_problem(key: SigningKey, texts: list[str]) -> str:
     if not published:
         return "p= is empty, which revokes the key (RFC 6376 3.6.1)"
     if tags.get("k", "rsa") != key.key_type:
-        return f"k={tags.get('k', 'rsa')} is published, but key_file holds an {key.key_type} key"
+        return f"k={tags.get('k', 'rsa')} is published, but key_file contains an {key.key_type} key"
     if not _same_public_key(published, key):
         return "the published p= is not the public key of key_file"
     return _usage_problem(tags)

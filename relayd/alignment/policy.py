@@ -25,7 +25,7 @@ _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 @dataclass(frozen=True)
-class Refusal:
+class Rejection:
     """The reply that rejects a message, and the reason for the log."""
 
     reply: Reply
@@ -45,8 +45,8 @@ class AlignmentPolicy:
         self.temporary_errors = 0
         self._background: set[asyncio.Task] = set()
 
-    async def check(self, sender: Address | None, content: bytes, *, queue_id: str, client: str) -> Refusal | None:
-        """Return the refusal for this message, or None to accept it.
+    async def check(self, sender: Address | None, content: bytes, *, queue_id: str, client: str) -> Rejection | None:
+        """Return the rejection for this message, or None to accept it.
 
         Under "warn" the check runs after this returns, so it never delays
         the reply to the client.
@@ -64,7 +64,7 @@ class AlignmentPolicy:
         if decision.aligned:
             return None
         self._count(decision)
-        return Refusal(refusal_reply(decision), decision.reason, decision.from_domain)
+        return Rejection(rejection_reply(decision), decision.reason, decision.from_domain)
 
     async def _warn(self, sender: Address | None, domain: str | None, *, queue_id: str, client: str) -> None:
         try:
@@ -91,7 +91,7 @@ class AlignmentPolicy:
             self.preflight.spf.close()
 
 
-def refusal_reply(decision: Decision) -> Reply:
+def rejection_reply(decision: Decision) -> Reply:
     """Return the reply that rejects a message the preflight found not aligned."""
     if decision.from_domain is None:
         return replies.R550_NO_AUTHOR_DOMAIN

@@ -137,4 +137,6 @@ def describe_spf_failure(spf_domain: str, result: SpfResult) -> str:
     if result.result == "permerror":
         detail = result.explanation.removeprefix("SPF Permanent Error: ")
         return f"the SPF record of {spf_domain} is invalid ({detail})"
+    if result.result == "temperror":
+        return f"SPF for {spf_domain} could not be evaluated for {result.address}: {result.explanation}"
     return f"SPF for {spf_domain} does not authorize {result.address} ({result.result})"

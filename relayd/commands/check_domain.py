@@ -47,7 +47,7 @@ class SpfReport:
     # The worst result over this relay's addresses, or "" when none could be evaluated.
     result: str = ""
     results: list[SpfResult] = field(default_factory=list)
-    # The most look-ups any one evaluation used, against RFC 7208's limit.
+    # The maximum look-ups of any one evaluation, against RFC 7208's limit.
     lookups: int = 0
     lookup_limit: int = LOOKUP_LIMIT
     problem: str = ""
@@ -61,7 +61,7 @@ class KeyReport:
     active: bool
     record_name: str
     published: bool
-    # Whether the published record is usable and holds this key's public half.
+    # Whether the published record is usable and contains this key's public half.
     matches: bool
     aligned: bool
     problem: str = ""

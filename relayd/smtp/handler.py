@@ -128,9 +128,9 @@ class SubmissionHandler:
             body_8bit="BODY=8BITMIME" in envelope.mail_options,
         )
 
-        refusal = await self.alignment.check(transaction.sender, prepared, queue_id=queue_id, client=message.client)
-        if refusal is not None:
-            return self._reject(session, refusal.reply, refusal.reason, from_domain=refusal.from_domain)
+        rejection = await self.alignment.check(transaction.sender, prepared, queue_id=queue_id, client=message.client)
+        if rejection is not None:
+            return self._reject(session, rejection.reply, rejection.reason, from_domain=rejection.from_domain)
 
         try:
             await self.spool.add(queue_id, message)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import structlog
 
 from relayd.addresses import Address
+from relayd.alignment.domains import organizational_domain
 from relayd.alignment.preflight import Decision, Preflight
 from relayd.alignment.spf import SpfChecker
 from relayd.config import Config
@@ -50,6 +51,8 @@ class AlignmentPolicy:
 
         Under "warn" the check runs after this returns, so it never delays
         the reply to the client.
+        NOTE: a "warn" line is logged even when storing the message then
+        fails, so its queue id can belong to a message that was never accepted.
         """
         if self.mode == "off" or self.preflight is None:
             return None
@@ -110,6 +113,8 @@ def build_alignment_policy(config: Config, signer: Signer, resolver: Resolver) -
     mode = config.policy.alignment
     if mode == "off":
         return AlignmentPolicy(mode)
+    # Parse the Public Suffix List now rather than during the first message.
+    organizational_domain(config.server.hostname)
     spf = SpfChecker(config.dns, helo=config.server.hostname)
     preflight = Preflight(signer, resolver, spf, config.server.hostname, config.delivery.source_addresses)
     return AlignmentPolicy(mode, preflight)

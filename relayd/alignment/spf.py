@@ -6,11 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dns.exception
-import dns.nameserver
 import dns.resolver
 import spf
 
 from relayd.config.model import DnsConfig
+from relayd.delivery.dns import configure_resolver
 
 # RFC 7208 4.6.4: at most 10 mechanisms and modifiers that cause DNS
 # look-ups; pyspf returns permerror past that.
@@ -44,14 +44,7 @@ def install_default_resolver(config: DnsConfig) -> dns.resolver.Resolver:
     the module's default resolver, so this affects every user of it in the
     process.
     """
-    if config.nameservers:
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in config.nameservers]
-    else:
-        resolver = dns.resolver.Resolver()
-    resolver.timeout = config.timeout
-    resolver.lifetime = config.timeout
-    resolver.cache = dns.resolver.Cache()
+    resolver = configure_resolver(dns.resolver.Resolver, config)
     dns.resolver.default_resolver = resolver
     return resolver
 

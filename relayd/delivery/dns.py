@@ -22,19 +22,24 @@ class TemporaryFailure(Exception):
     """SERVFAIL, REFUSED, a time-out or an unreachable server: try again later."""
 
 
+def configure_resolver(resolver_class: type[dns.resolver.BaseResolver], config: DnsConfig):
+    """Build a dnspython resolver on the configured name servers, or the system's, with a TTL cache."""
+    if config.nameservers:
+        resolver = resolver_class(configure=False)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in config.nameservers]
+    else:
+        resolver = resolver_class()
+    resolver.lifetime = config.timeout
+    resolver.timeout = config.timeout
+    resolver.cache = dns.resolver.Cache()
+    return resolver
+
+
 class Resolver:
     """MX, address and TXT look-ups on the configured name servers, cached for the records' TTL."""
 
     def __init__(self, config: DnsConfig):
-        if config.nameservers:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in config.nameservers]
-        else:
-            resolver = dns.asyncresolver.Resolver()
-        resolver.lifetime = config.timeout
-        resolver.timeout = config.timeout
-        resolver.cache = dns.resolver.Cache()
-        self._resolver = resolver
+        self._resolver = configure_resolver(dns.asyncresolver.Resolver, config)
 
     async def _query(self, name: str, rdtype: str):
         try:

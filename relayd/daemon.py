@@ -13,7 +13,7 @@ from relayd.delivery.courier import Courier
 from relayd.delivery.dns import Resolver
 from relayd.delivery.routing import Router
 from relayd.delivery.scheduler import Scheduler
-from relayd.dkim.keys import DkimKeyError, load_key
+from relayd.dkim.keys import SigningKey
 from relayd.dkim.signer import Signer
 from relayd.smtp.server import start_listeners
 from relayd.spool import Spool
@@ -26,20 +26,14 @@ SHUTDOWN_GRACE = 10.0
 
 def _warn_unimplemented(config: Config) -> None:
     """Log once for each configured feature this version does not act on yet."""
-    if config.dkim_keys:
-        log.warning("not_implemented", key="dkim.keys", detail="DKIM signing is not implemented yet; mail leaves unsigned")
     if config.webhooks:
         log.warning("not_implemented", key="webhooks", detail="webhooks are not implemented yet; no events are sent")
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, keys: list[SigningKey]) -> int:
     """Run the daemon until SIGTERM or SIGINT; return the exit status."""
     _warn_unimplemented(config)
-    try:
-        signer = Signer([load_key(key) for key in config.dkim_keys])
-    except DkimKeyError as exc:
-        log.error("dkim_key_invalid", error=str(exc))
-        return 2
+    signer = Signer(keys)
     spool = Spool(config.server.spool_dir)
     spool.open()
 
@@ -55,6 +49,8 @@ async def serve(config: Config) -> int:
     pending = await spool.pending()
     for queue_id, domain, due in pending:
         scheduler.schedule(queue_id, domain, due)
+    for key in keys:
+        log.info("dkim_key_loaded", domain=key.domain, selector=key.selector, algorithm=key.algorithm, active=key.active)
     log.info("spool_recovered", jobs=len(pending), spool=str(spool.path))
 
     def on_accepted(queue_id: str, domains: set[str]) -> None:
@@ -67,9 +63,9 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     try:
-        servers = await start_listeners(config, spool, on_accepted, alignment)
+        servers = await start_listeners(config, spool, signer, on_accepted, alignment)
     except OSError as exc:
-        log.error("listen_failed", error=str(exc))
+        log.error("listen_failed", addresses=[str(a) for a in config.smtp.listen], error=str(exc))
         spool.close()
         return 1
     scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")

@@ -37,6 +37,22 @@ def header_fields(content: bytes) -> list[tuple[str, bytes]]:
     return fields
 
 
+# A field name followed by white space before the colon (RFC 5322 4.5).
+_OBSOLETE_NAME = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]+:", re.MULTILINE)
+
+
+def without_obsolete_names(content: bytes) -> bytes:
+    """Rewrite "Name :" as "Name:" in the header section, for dkimpy's parser.
+
+    Relaxed header canonicalization (RFC 6376 3.4.2) deletes white space
+    around the colon, so a relaxed signature over the rewritten copy is also
+    valid for the original bytes, which are what relayd sends.
+    """
+    header = header_section(content)
+    fixed = _OBSOLETE_NAME.sub(rb"\1:", header)
+    return content if fixed == header else fixed + content[len(header) :]
+
+
 def from_domain(content: bytes) -> str | None:
     """Return the domain of the single author in From, in IDNA ASCII form, or None.
 

@@ -99,6 +99,16 @@ def sender(text: str | None):
     return parse_path(text, smtputf8=False, role="sender") if text else None
 
 
+def signing_domain(signer: Signer, from_domain: str | None) -> str | None:
+    """Return the d= domain the signer would use for this From domain, as the handler passes it."""
+    keys = signer.keys_for(from_domain) if from_domain else []
+    return keys[0].domain if keys else None
+
+
+async def decide(preflight: Preflight, envelope_sender: str | None, from_domain: str | None):
+    return await preflight.decide(sender(envelope_sender), from_domain, signing_domain(preflight.signer, from_domain))
+
+
 # (envelope sender or None for <>, From domain, aligned, mechanism, text the reason contains)
 DECISIONS = {
     "dkim key for from domain": ("app@elsewhere.test", "signed.test", True, "dkim", ""),
@@ -160,7 +170,7 @@ async def test_decision(dns_server, signer, case):
     envelope_sender, from_domain, aligned, mechanism, reason = DECISIONS[case]
     preflight = make_preflight(dns_server, signer)
 
-    decision = await preflight.decide(sender(envelope_sender), from_domain)
+    decision = await decide(preflight, envelope_sender, from_domain)
     preflight.spf.close()
 
     assert decision.aligned is aligned, decision.reason
@@ -172,7 +182,7 @@ async def test_decision(dns_server, signer, case):
 async def test_failure_names_both_mechanisms(dns_server, signer):
     preflight = make_preflight(dns_server, signer)
 
-    decision = await preflight.decide(sender("app@softfail.test"), "softfail.test")
+    decision = await decide(preflight, "app@softfail.test", "softfail.test")
 
     assert decision.reason == (
         "no DKIM key for softfail.test or a parent domain is configured, "
@@ -184,16 +194,25 @@ async def test_dkim_exact_domain_needs_no_dns(dns_server, signer):
     preflight = make_preflight(dns_server, signer)
     before = dns_server.read_log()
 
-    decision = await preflight.decide(sender("app@elsewhere.test"), "signed.test")
+    decision = await decide(preflight, "app@elsewhere.test", "signed.test")
 
     assert decision.aligned
     assert dns_server.read_log() == before
 
 
+async def test_signing_failure_named(dns_server, signer):
+    preflight = make_preflight(dns_server, signer)
+
+    decision = await preflight.decide(sender("app@other.test"), "news.parent.test", None)
+
+    assert not decision.aligned
+    assert decision.reason.startswith("signing with the DKIM key of parent.test failed, and ")
+
+
 async def test_every_address_must_pass(dns_server, signer):
     preflight = make_preflight(dns_server, signer, addresses=(RELAY_ADDRESS, OTHER_ADDRESS))
 
-    decision = await preflight.decide(sender("app@spf.test"), "spf.test")
+    decision = await decide(preflight, "app@spf.test", "spf.test")
 
     assert not decision.aligned
     assert f"SPF for spf.test does not authorize {OTHER_ADDRESS} (fail)" in decision.reason
@@ -202,7 +221,7 @@ async def test_every_address_must_pass(dns_server, signer):
 async def test_addresses_from_hostname(dns_server, signer):
     preflight = make_preflight(dns_server, signer, hostname="relay.hosted.test", addresses=())
 
-    decision = await preflight.decide(sender("app@hosted.test"), "hosted.test")
+    decision = await decide(preflight, "app@hosted.test", "hosted.test")
 
     assert decision.aligned
     assert decision.mechanism == "spf"
@@ -211,7 +230,7 @@ async def test_addresses_from_hostname(dns_server, signer):
 async def test_hostname_without_address(dns_server, signer):
     preflight = make_preflight(dns_server, signer, hostname="noaddress.spf.test", addresses=())
 
-    decision = await preflight.decide(sender("app@spf.test"), "spf.test")
+    decision = await decide(preflight, "app@spf.test", "spf.test")
 
     assert not decision.aligned
     assert "server.hostname noaddress.spf.test has no A or AAAA record" in decision.reason
@@ -221,7 +240,7 @@ async def test_hostname_without_address(dns_server, signer):
 async def test_servfail_is_temporary(dns_server, signer):
     preflight = make_preflight(dns_server, signer)
 
-    decision = await preflight.decide(sender("app@broken.test"), "broken.test")
+    decision = await decide(preflight, "app@broken.test", "broken.test")
 
     assert not decision.aligned
     assert decision.temporary
@@ -231,7 +250,7 @@ async def test_servfail_is_temporary(dns_server, signer):
 async def test_spf_servfail_is_temporary(dns_server, signer):
     preflight = make_preflight(dns_server, signer)
 
-    decision = await preflight.decide(sender("app@tempspf.test"), "tempspf.test")
+    decision = await decide(preflight, "app@tempspf.test", "tempspf.test")
 
     assert not decision.aligned
     assert decision.temporary
@@ -249,12 +268,12 @@ async def test_spf_uses_configured_nameserver_with_cache(dns_server, signer):
 
 async def test_answers_cached_for_ttl(dns_server, signer):
     preflight = make_preflight(dns_server, signer)
-    await preflight.decide(sender("app@include.test"), "include.test")
-    await preflight.decide(sender("app@spf.test"), "spf.test")
+    await decide(preflight, "app@include.test", "include.test")
+    await decide(preflight, "app@spf.test", "spf.test")
     log = dns_server.read_log()
 
-    await preflight.decide(sender("app@include.test"), "include.test")
-    await preflight.decide(sender("app@spf.test"), "spf.test")
+    await decide(preflight, "app@include.test", "include.test")
+    await decide(preflight, "app@spf.test", "spf.test")
 
     # dnsmasq serves these records with a 300 s TTL, and dnspython caches
     # NXDOMAIN without an SOA record (_dmarc.include.test) for 300 s.
@@ -303,7 +322,7 @@ def test_rejection_reply_printable_and_bounded():
 async def test_policy_off_skips_check():
     policy = AlignmentPolicy("off")
 
-    rejection = await policy.check(None, b"From: a@example.com\r\n\r\nhi\r\n", queue_id="Q", client="127.0.0.1")
+    rejection = await policy.check(None, b"From: a@example.com\r\n\r\nhi\r\n", None, queue_id="Q", client="127.0.0.1")
 
     assert rejection is None
     assert policy.failures == 0
@@ -313,7 +332,7 @@ async def test_policy_reject_counts_and_rejects(dns_server, signer):
     policy = AlignmentPolicy("reject", make_preflight(dns_server, signer))
     content = b"From: App <app@fail.test>\r\nSubject: x\r\n\r\nhi\r\n"
 
-    rejection = await policy.check(sender("app@fail.test"), content, queue_id="Q", client="127.0.0.1")
+    rejection = await policy.check(sender("app@fail.test"), content, None, queue_id="Q", client="127.0.0.1")
     policy.close()
 
     assert rejection is not None
@@ -326,7 +345,7 @@ async def test_policy_reject_accepts_aligned(dns_server, signer):
     policy = AlignmentPolicy("reject", make_preflight(dns_server, signer))
     content = b"From: app@signed.test\r\n\r\nhi\r\n"
 
-    rejection = await policy.check(sender("app@signed.test"), content, queue_id="Q", client="127.0.0.1")
+    rejection = await policy.check(sender("app@signed.test"), content, "signed.test", queue_id="Q", client="127.0.0.1")
     policy.close()
 
     assert rejection is None

@@ -46,8 +46,13 @@ class AlignmentPolicy:
         self.temporary_errors = 0
         self._background: set[asyncio.Task] = set()
 
-    async def check(self, sender: Address | None, content: bytes, *, queue_id: str, client: str) -> Rejection | None:
+    async def check(
+        self, sender: Address | None, content: bytes, signing_domain: str | None, *, queue_id: str, client: str
+    ) -> Rejection | None:
         """Return the rejection for this message, or None to accept it.
+
+        `signing_domain` is the d= domain of the DKIM signature relayd added,
+        or None when the message leaves unsigned.
 
         Under "warn" the check runs after this returns, so it never delays
         the reply to the client.
@@ -58,20 +63,22 @@ class AlignmentPolicy:
             return None
         domain = from_domain(content)
         if self.mode == "warn":
-            task = asyncio.create_task(self._warn(sender, domain, queue_id=queue_id, client=client))
+            task = asyncio.create_task(self._warn(sender, domain, signing_domain, queue_id=queue_id, client=client))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return None
 
-        decision = await self.preflight.decide(sender, domain)
+        decision = await self.preflight.decide(sender, domain, signing_domain)
         if decision.aligned:
             return None
         self._count(decision)
         return Rejection(rejection_reply(decision), decision.reason, decision.from_domain)
 
-    async def _warn(self, sender: Address | None, domain: str | None, *, queue_id: str, client: str) -> None:
+    async def _warn(
+        self, sender: Address | None, domain: str | None, signing_domain: str | None, *, queue_id: str, client: str
+    ) -> None:
         try:
-            decision = await self.preflight.decide(sender, domain)
+            decision = await self.preflight.decide(sender, domain, signing_domain)
         except Exception as exc:
             log.exception("alignment_check_error", queue_id=queue_id, client=client, from_domain=domain, error=repr(exc))
             return

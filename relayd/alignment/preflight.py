@@ -2,10 +2,10 @@
 
 DMARC passes when DKIM or SPF passes for a domain aligned with the From
 domain (RFC 7489). relayd cannot see a receiver's verdict, so it checks
-what it controls: a configured signing key whose d= domain aligns, or an
+what it controls: its own DKIM signature, whose d= domain must align, or an
 envelope sender domain that aligns and whose SPF record authorizes every
 address this relay sends from. A missing DMARC record leaves both modes at
-their relaxed default; whether one exists is check-domain's concern.
+their relaxed default, and whether one exists is check-domain's concern.
 """
 
 from dataclasses import dataclass
@@ -45,20 +45,23 @@ class Preflight:
         self.hostname = hostname
         self.source_addresses = source_addresses
 
-    async def decide(self, sender: Address | None, from_domain: str | None) -> Decision:
-        """Decide for mail from the envelope `sender` (None: the null sender) with this From domain."""
+    async def decide(self, sender: Address | None, from_domain: str | None, signing_domain: str | None) -> Decision:
+        """Decide for mail from the envelope `sender` (None: the null sender) with this From domain.
+
+        `signing_domain` is the d= domain of the DKIM signature relayd added
+        to the message, or None when it added none.
+        """
         if from_domain is None:
             return Decision(None, False, reason=NO_AUTHOR_DOMAIN)
 
-        # A key for the From domain itself aligns under either adkim mode,
-        # so the common case needs no DNS look-up.
-        keys = self.signer.keys_for(from_domain)
-        if any(key.domain == from_domain for key in keys):
+        # A signature by the From domain itself aligns under either adkim
+        # mode, so the common case needs no DNS look-up.
+        if signing_domain == from_domain:
             return Decision(from_domain, True, "dkim")
 
         try:
             dmarc = await discover(self.resolver, from_domain)
-            dkim_problem = _dkim_problem(from_domain, keys[0].domain if keys else None, dmarc.adkim)
+            dkim_problem = self._dkim_problem(from_domain, signing_domain, dmarc.adkim)
             if dkim_problem is None:
                 return Decision(from_domain, True, "dkim")
             spf_problem = await self._spf_problem(from_domain, sender, dmarc.aspf)
@@ -68,6 +71,19 @@ class Preflight:
         if spf_problem is None:
             return Decision(from_domain, True, "spf")
         return Decision(from_domain, False, reason=f"{dkim_problem}, and {spf_problem}")
+
+    def _dkim_problem(self, from_domain: str, signing_domain: str | None, mode: str) -> str | None:
+        """Return why the message has no aligned DKIM signature, or None when it has one."""
+        if signing_domain is not None and is_aligned(signing_domain, from_domain, mode):
+            return None
+        if signing_domain is not None:
+            return _dkim_unaligned(signing_domain, from_domain, mode)
+
+        # The signer logs dkim_sign_failed when a configured key could not sign.
+        keys = self.signer.keys_for(from_domain)
+        if keys:
+            return f"signing with the DKIM key of {keys[0].domain} failed"
+        return f"no DKIM key for {from_domain} or a parent domain is configured"
 
     async def _spf_problem(self, from_domain: str, sender: Address | None, mode: str) -> str | None:
         """Return why SPF does not give an aligned pass, or None when it does; raise TemporaryFailure."""
@@ -113,15 +129,10 @@ def no_source_addresses(hostname: str) -> str:
     )
 
 
-def _dkim_problem(from_domain: str, key_domain: str | None, mode: str) -> str | None:
-    """Return why no configured key gives an aligned DKIM signature, or None when one does."""
-    if key_domain is None:
-        return f"no DKIM key for {from_domain} or a parent domain is configured"
-    if is_aligned(key_domain, from_domain, mode):
-        return None
+def _dkim_unaligned(signing_domain: str, from_domain: str, mode: str) -> str:
     if mode == STRICT:
-        return f"the DKIM key domain {key_domain} is not {from_domain}, as strict alignment (adkim=s) requires"
-    return f"the DKIM key domain {key_domain} is not in the organizational domain of {from_domain}"
+        return f"the DKIM key domain {signing_domain} is not {from_domain}, as strict alignment (adkim=s) requires"
+    return f"the DKIM key domain {signing_domain} is not in the organizational domain of {from_domain}"
 
 
 def _spf_unaligned(spf_domain: str, from_domain: str, mode: str) -> str:

@@ -1,1 +1,1 @@
-"""Implementations of `relayd` subcommands other than `serve`."""
+"""Implementations of the relayd subcommands other than serve."""

@@ -18,9 +18,8 @@ from relayd.alignment.keyrecord import key_record_problem
 from relayd.alignment.preflight import describe_spf_failure, no_source_addresses, source_addresses
 from relayd.alignment.spf import LOOKUP_LIMIT, SpfChecker, SpfResult
 from relayd.config import Config
-from relayd.config.model import DkimKey
 from relayd.delivery.dns import NoData, NotFound, Resolver, TemporaryFailure
-from relayd.dkim.keys import DkimKeyError, SigningKey, load_key
+from relayd.dkim.keys import SigningKey
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -95,24 +94,19 @@ class Report:
     verdict: str
 
 
-def run(config: Config, domain_text: str, *, as_json: bool) -> int:
-    """Check `domain_text`, print the report and return the exit status."""
+def run(config: Config, keys: list[SigningKey], domain_text: str, *, as_json: bool) -> int:
+    """Check `domain_text` against the loaded `keys`, print the report and return the exit status."""
     domain = _ascii_domain(domain_text)
     if domain is None:
         print(f"relayd: invalid domain {domain_text!r}: expected a domain such as example.com", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        keys = [load_key(key) for key in configured_keys(config.dkim_keys, domain)]
-    except DkimKeyError as exc:
-        print(f"relayd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
 
-    report = asyncio.run(inspect(config, domain, keys))
+    report = asyncio.run(inspect(config, domain, configured_keys(keys, domain)))
     print(json.dumps(asdict(report), indent=2) if as_json else render(report))
     return EXIT_PASS if report.passes else EXIT_FAIL
 
 
-def configured_keys(keys: tuple[DkimKey, ...], domain: str) -> list[DkimKey]:
+def configured_keys(keys: list[SigningKey], domain: str) -> list[SigningKey]:
     """Return the keys, active or not, of `domain` or else of its nearest parent that has keys.
 
     The signer picks its domain the same way, among active keys only.

@@ -200,12 +200,16 @@ def _smtp(section: Section) -> model.SmtpConfig:
     listen = _host_ports(section, "listen", default.listen, default_port=None)
     if not listen:
         raise section.fail("listen", 'at least one address such as "127.0.0.1:2525"')
+    if len(set(listen)) != len(listen):
+        raise section.fail("listen", "each address once")
     networks = default.allowed_networks
     if section.has("allowed_networks"):
         try:
             networks = tuple(ipaddress.ip_network(n) for n in section.string_list("allowed_networks", ()))
-        except ValueError:
-            raise section.fail("allowed_networks", 'a list of networks such as "127.0.0.0/8" or "::1/128"') from None
+        except ValueError as exc:
+            raise section.fail(
+                "allowed_networks", f'a list of networks such as "127.0.0.0/8" or "::1/128" ({exc})'
+            ) from None
     config = model.SmtpConfig(
         listen=listen,
         allowed_networks=networks,
@@ -282,6 +286,9 @@ def _retry(section: Section, base: model.RetryPolicy) -> model.RetryPolicy:
         max_interval=section.duration("max_interval", base.max_interval),
         give_up=section.duration("give_up", base.give_up),
     )
+    if policy.max_interval < policy.first:
+        name = "max_interval" if section.has("max_interval") else "first"
+        raise section.fail(name, f"max_interval ({policy.max_interval:g}s) to be at least first ({policy.first:g}s)")
     section.finish()
     return policy
 

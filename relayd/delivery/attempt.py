@@ -9,7 +9,8 @@ import structlog
 from relayd import maillog
 from relayd.config import Config
 from relayd.delivery import outcome
-from relayd.delivery.courier import AttemptResult, Courier, OutboundEnvelope, RecipientResult
+from relayd.delivery.courier import Courier
+from relayd.delivery.results import AttemptResult, OutboundEnvelope, RecipientResult
 from relayd.delivery.retry import next_attempt_time
 from relayd.delivery.routing import RouteError, Router
 from relayd.spool import RecipientUpdate, Spool

@@ -16,7 +16,7 @@ import nacl.encoding
 import nacl.exceptions
 import nacl.signing
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from relayd.config.model import DkimKey
 
@@ -27,7 +27,7 @@ DEFAULT_RSA_BITS = 2048
 
 
 class DkimKeyError(Exception):
-    """A DKIM key file that cannot be used; the message says how to fix it."""
+    """A DKIM key file that cannot be used; the message tells the operator how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,10 @@ def load_key(config: DkimKey) -> SigningKey:
     found = _key_kind(data)
     if found != config.algorithm:
         raise DkimKeyError(
-            f"{where}: the file holds a {_describe(found)} but algorithm is \"{config.algorithm}\"; "
-            f"set algorithm = \"{found}\" or point key_file at a {_describe(config.algorithm)}"
+            f"{where}: the file contains {_describe(found)} but algorithm is \"{config.algorithm}\"; "
+            f"set algorithm = \"{found}\" or point key_file at {_describe(config.algorithm)}"
             if found
-            else f"{where}: not a PEM RSA private key or a base64 Ed25519 seed"
+            else f"{where}: not a PEM private key (RSA or Ed25519) or a base64 Ed25519 seed"
         )
     if found == "ed25519-sha256":
         private, public = _ed25519(data)
@@ -84,12 +84,16 @@ def load_key(config: DkimKey) -> SigningKey:
 
 
 def _describe(algorithm: str) -> str:
-    return "base64 Ed25519 seed" if algorithm == "ed25519-sha256" else "PEM RSA private key"
+    return "an Ed25519 key" if algorithm == "ed25519-sha256" else "a PEM RSA private key"
 
 
 def _key_kind(data: bytes) -> str | None:
     if b"-----BEGIN" in data and b"PRIVATE KEY-----" in data:
-        return "rsa-sha256"
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError):
+            return "rsa-sha256"
+        return "ed25519-sha256" if isinstance(key, ed25519.Ed25519PrivateKey) else "rsa-sha256"
     try:
         seed = base64.b64decode(data.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -98,6 +102,11 @@ def _key_kind(data: bytes) -> str | None:
 
 
 def _ed25519(data: bytes) -> tuple[bytes, str]:
+    if b"-----BEGIN" in data:
+        # dkimpy reads only the base64 seed; a PKCS#8 PEM key carries the same seed.
+        key = serialization.load_pem_private_key(data, password=None)
+        raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        data = base64.b64encode(raw)
     seed = data.strip()
     try:
         signing = nacl.signing.SigningKey(seed, encoder=nacl.encoding.Base64Encoder)
@@ -114,7 +123,7 @@ def _rsa(data: bytes, where: str) -> tuple[bytes, str]:
     except (ValueError, TypeError) as exc:
         raise DkimKeyError(f"{where}: invalid PEM private key: {exc}") from exc
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise DkimKeyError(f"{where}: the PEM file holds a {type(key).__name__}, not an RSA key")
+        raise DkimKeyError(f"{where}: the PEM file contains a {type(key).__name__}, not an RSA key")
     if key.key_size < MIN_RSA_BITS:
         raise DkimKeyError(f"{where}: the RSA key has {key.key_size} bits; use at least {DEFAULT_RSA_BITS} (RFC 8301)")
     # dkimpy reads only the PKCS#1 form.

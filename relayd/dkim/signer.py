@@ -6,9 +6,13 @@ the header refolding and whitespace changes some relays make.
 """
 
 import dkim
+import structlog
 
 from relayd.dkim.keys import SigningKey
-from relayd.headers import from_domain, header_fields
+from relayd.headers import from_domain, header_fields, without_obsolete_names
+
+log = structlog.get_logger("relayd.dkim")
+
 
 # The fields signed when present; each occurrence is signed, and From once
 # more than it occurs, so nobody can add a second From field that a
@@ -37,6 +41,10 @@ class Signer:
             if key.active:
                 self._by_domain.setdefault(key.domain, []).append(key)
 
+    @property
+    def has_keys(self) -> bool:
+        return bool(self._by_domain)
+
     def keys_for(self, domain: str) -> list[SigningKey]:
         """Return the active keys for `domain`, or for its nearest configured parent domain.
 
@@ -51,22 +59,31 @@ class Signer:
         return []
 
     def sign(self, content: bytes) -> tuple[bytes, list[SigningKey]]:
-        """Return the DKIM-Signature fields to prepend to `content` and the keys used."""
+        """Return the DKIM-Signature fields to prepend to `content` and the keys used.
+
+        A message that cannot be signed leaves unsigned, with a log line: a
+        missing signature costs reputation, a refused message is lost.
+        """
         domain = from_domain(content)
         keys = self.keys_for(domain) if domain else []
         if not keys:
             return b"", []
         include = signed_field_list(content)
+        parsable = without_obsolete_names(content)
         signatures = b""
         for key in keys:
-            signer = dkim.DKIM(content, signature_algorithm=key.algorithm.encode())
-            signatures += signer.sign(
-                key.selector.encode(),
-                key.domain.encode(),
-                key.private,
-                canonicalize=(b"relaxed", b"relaxed"),
-                include_headers=include,
-            )
+            try:
+                signer = dkim.DKIM(parsable, signature_algorithm=key.algorithm.encode())
+                signatures += signer.sign(
+                    key.selector.encode(),
+                    key.domain.encode(),
+                    key.private,
+                    canonicalize=(b"relaxed", b"relaxed"),
+                    include_headers=include,
+                )
+            except dkim.DKIMException as exc:
+                log.warning("dkim_sign_failed", domain=key.domain, selector=key.selector, error=str(exc))
+                return b"", []
         return signatures, keys
 
 

@@ -1,5 +1,6 @@
 """aiosmtpd handler hooks: relay access, envelope checks and spooling at end of DATA."""
 
+import asyncio
 import dataclasses
 import ipaddress
 import time
@@ -12,6 +13,8 @@ from relayd import maillog
 from relayd.addresses import Address, AddressError, parse_path
 from relayd.alignment.policy import AlignmentPolicy
 from relayd.config import Config
+from relayd.dkim.signer import Signer
+from relayd.headers import header_fields
 from relayd.prepare import prepare
 from relayd.reply import Reply
 from relayd.smtp import replies
@@ -33,9 +36,12 @@ class Transaction:
 
 
 class SubmissionHandler:
-    def __init__(self, config: Config, spool: Spool, on_accepted: AcceptedCallback, alignment: AlignmentPolicy | None = None):
+    def __init__(
+        self, config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback, alignment: AlignmentPolicy | None = None
+    ):
         self.config = config
         self.spool = spool
+        self.signer = signer
         self.on_accepted = on_accepted
         self.alignment = alignment or AlignmentPolicy("off")
 
@@ -84,7 +90,9 @@ class SubmissionHandler:
         transaction: Transaction = envelope.relayd
         limit = self.config.smtp.max_recipients
         if len(transaction.recipients) >= limit:
-            return self._reject(session, replies.R452_TOO_MANY_RECIPIENTS.format(limit=limit), "recipient limit reached")
+            return self._reject(
+                session, replies.R452_TOO_MANY_RECIPIENTS.format(limit=limit), "recipient limit reached", recipient=address
+            )
         try:
             recipient = parse_path(address, smtputf8=envelope.smtp_utf8, role="recipient")
         except AddressError as exc:
@@ -118,6 +126,8 @@ class SubmissionHandler:
             protocol=_protocol(session, envelope),
             recipients=[str(r) for r in transaction.recipients],
         )
+        signatures, keys = await self._sign(prepared)
+        prepared = signatures + prepared
         message = NewMessage(
             sender=str(transaction.sender) if transaction.sender else "",
             recipients=tuple((str(r), r.ascii_domain) for r in transaction.recipients),
@@ -128,7 +138,10 @@ class SubmissionHandler:
             body_8bit="BODY=8BITMIME" in envelope.mail_options,
         )
 
-        rejection = await self.alignment.check(transaction.sender, prepared, queue_id=queue_id, client=message.client)
+        signing_domain = keys[0].domain if keys else None
+        rejection = await self.alignment.check(
+            transaction.sender, prepared, signing_domain, queue_id=queue_id, client=message.client
+        )
         if rejection is not None:
             return self._reject(session, rejection.reply, rejection.reason, from_domain=rejection.from_domain)
 
@@ -145,14 +158,30 @@ class SubmissionHandler:
             recipients=len(message.recipients),
             size=len(prepared),
             client=message.client,
+            dkim=[f"{key.domain}/{key.selector}" for key in keys],
+            message_id=_message_id(content),
         )
         self.on_accepted(queue_id, {r.ascii_domain for r in transaction.recipients})
         return str(replies.R250_QUEUED.format(queue_id=queue_id))
+
+    async def _sign(self, content: bytes) -> tuple[bytes, list]:
+        """Sign in a worker thread: canonicalizing a large body would stall every session."""
+        if not self.signer.has_keys:
+            return b"", []
+        return await asyncio.to_thread(self.signer.sign, content)
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would send the exception's class name to the client.
         log.exception("smtp_session_error", error=repr(error))
         return str(replies.R451_STORE_FAILED)
+
+
+def _message_id(content: bytes) -> str:
+    """Return the client's Message-ID field, for matching the log against the application's records."""
+    for name, value in header_fields(content):
+        if name == "message-id":
+            return value.decode("utf-8", "replace")
+    return ""
 
 
 def _bad_address(error: AddressError) -> Reply:

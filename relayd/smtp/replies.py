@@ -11,7 +11,11 @@ R250_OK = Reply(250, "2.0.0", "Ok")
 R250_SENDER_OK = Reply(250, "2.1.0", "Sender ok")
 R250_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
 R250_QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
+R214_HELP = Reply(214, "2.0.0", "{detail}")
+# RFC 5321 3.5.3: a relay cannot verify a remote mailbox.
+R252_CANNOT_VERIFY = Reply(252, "2.5.0", "Cannot verify the address, but will accept a message for it and attempt delivery")
 
+R421_IDLE_TIMEOUT = Reply(421, "4.4.2", "Idle for too long, closing the connection")
 R451_STORE_FAILED = Reply(451, "4.3.0", "Temporary failure storing the message, try again later")
 R452_SPOOL_FULL = Reply(452, "4.3.1", "Insufficient storage for the message, try again later")
 # RFC 5321 4.5.3.1.10: 452 to RCPT when the recipient limit is reached, and
@@ -20,6 +24,9 @@ R452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients: at most {li
 
 R500_LINE_TOO_LONG_COMMAND = Reply(500, "5.5.2", "Command line too long")
 R500_SYNTAX = Reply(500, "5.5.2", "Syntax error, command not recognized")
+R501_SYNTAX_ADDRESS = Reply(501, "5.5.4", "Syntax error in the address: enclose it in angle brackets, as in <user@example.com>")
+R502_NO_AUTH = Reply(502, "5.5.1", "AUTH is not supported: clients in an allowed network submit without authentication")
+R502_NO_STARTTLS = Reply(502, "5.5.1", "STARTTLS is not supported on this listener")
 R501_SYNTAX_MAIL = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
 R501_SYNTAX_RCPT = Reply(501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]")
 R501_BAD_PARAMETER = Reply(501, "5.5.4", "Invalid parameter: {detail}")
@@ -37,6 +44,8 @@ R550_LINE_TOO_LONG = Reply(
     "5.6.0",
     "Message refused: a line is longer than 998 octets; encode the body with quoted-printable or base64 and fold long header fields",
 )
+# RFC 6152 and RFC 5322 2.3: no NUL in message content, 8-bit or not.
+R550_NUL_BYTE = Reply(550, "5.6.0", "Message refused: it contains a NUL byte; encode binary data with base64")
 # RFC 5321 2.3.8: lines end with CRLF only. A bare CR or LF is what SMTP
 # smuggling relies on, so the whole message is refused rather than repaired.
 R550_BARE_LINE_ENDING = Reply(

@@ -94,7 +94,8 @@ class Spool:
     def open(self) -> None:
         """Create the directory and schema if needed and start the writer thread."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            # Messages hold password resets and 2FA codes: only relayd's user may read them.
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             connection = self._connect()
             try:
                 connection.executescript(SCHEMA)

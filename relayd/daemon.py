@@ -7,6 +7,7 @@ import time
 
 import structlog
 
+from relayd.alignment.policy import build_alignment_policy
 from relayd.config import Config
 from relayd.delivery.attempt import AttemptRunner
 from relayd.delivery.courier import Courier
@@ -30,18 +31,19 @@ def _warn_unimplemented(config: Config) -> None:
     """Log once for each configured feature this version does not act on yet."""
     if config.webhooks:
         log.warning("not_implemented", key="webhooks", detail="webhooks are not implemented yet; no events are sent")
-    if config.policy.alignment == "reject":
-        log.warning("not_implemented", key="policy.alignment", detail="the alignment check is not implemented yet; nothing is rejected for it")
 
 
 async def serve(config: Config, keys: list[SigningKey]) -> int:
     """Run the daemon until SIGTERM or SIGINT; return the exit status."""
     _warn_unimplemented(config)
+    signer = Signer(keys)
     spool = Spool(config.server.spool_dir)
     spool.open()
 
     rng = random.Random()
-    router = Router(config.routes, config.delivery.port, Resolver(config.dns), rng)
+    resolver = Resolver(config.dns)
+    router = Router(config.routes, config.delivery.port, resolver, rng)
+    alignment = build_alignment_policy(config, signer, resolver)
     courier = Courier(config.server.hostname, config.delivery)
     health = DestinationHealth(config.delivery.pause_after, config.delivery.pause)
     async def inject(sender: str, recipient: str, content: bytes) -> str:
@@ -82,7 +84,7 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     try:
-        servers = await start_listeners(config, spool, Signer(keys), on_accepted)
+        servers = await start_listeners(config, spool, signer, on_accepted, alignment)
     except OSError as exc:
         log.error("listen_failed", addresses=[str(a) for a in config.smtp.listen], error=str(exc))
         spool.close()
@@ -98,6 +100,7 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
     scheduler_task.cancel()
     cancelled = await scheduler.drain(SHUTDOWN_GRACE)
     await courier.pool.close()
+    alignment.close()
     spool.close()
     log.info("stopped", attempts_left_spooled=cancelled)
     return 0

@@ -11,6 +11,7 @@ import structlog
 
 from relayd import maillog
 from relayd.addresses import Address, AddressError, parse_path
+from relayd.alignment.policy import AlignmentPolicy
 from relayd.config import Config
 from relayd.dkim.signer import Signer
 from relayd.headers import header_fields
@@ -35,11 +36,14 @@ class Transaction:
 
 
 class SubmissionHandler:
-    def __init__(self, config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback):
+    def __init__(
+        self, config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback, alignment: AlignmentPolicy | None = None
+    ):
         self.config = config
         self.spool = spool
         self.signer = signer
         self.on_accepted = on_accepted
+        self.alignment = alignment or AlignmentPolicy("off")
 
     def _client(self, session) -> str:
         return str(session.peer[0]) if session.peer else "unknown"
@@ -133,6 +137,14 @@ class SubmissionHandler:
             smtputf8=bool(envelope.smtp_utf8),
             body_8bit="BODY=8BITMIME" in envelope.mail_options,
         )
+
+        signing_domain = keys[0].domain if keys else None
+        rejection = await self.alignment.check(
+            transaction.sender, prepared, signing_domain, queue_id=queue_id, client=message.client
+        )
+        if rejection is not None:
+            return self._reject(session, rejection.reply, rejection.reason, from_domain=rejection.from_domain)
+
         try:
             await self.spool.add(queue_id, message)
         except SpoolFull as exc:

@@ -7,6 +7,7 @@ import structlog
 from aiosmtpd.smtp import SMTP
 
 from relayd import maillog
+from relayd.alignment.policy import AlignmentPolicy
 from relayd.config import Config
 from relayd.dkim.signer import Signer
 from relayd.reply import Reply
@@ -174,10 +175,10 @@ def _add_enhanced_code(text: str) -> str:
 
 
 async def start_listeners(
-    config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback
+    config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback, alignment: AlignmentPolicy | None = None
 ) -> list[asyncio.AbstractServer]:
     """Start one listening socket for each `smtp.listen` address."""
-    handler = SubmissionHandler(config, spool, signer, on_accepted)
+    handler = SubmissionHandler(config, spool, signer, on_accepted, alignment)
     loop = asyncio.get_running_loop()
     servers = []
     for address in config.smtp.listen:

@@ -58,6 +58,8 @@ class Script:
     rcpt: dict = field(default_factory=dict)
     extensions: tuple[str, ...] = ("PIPELINING", "8BITMIME", "SIZE 50000000", "ENHANCEDSTATUSCODES")
     tls_context: ssl.SSLContext | None = None
+    # Offer STARTTLS, accept it with 220, then send bytes that are not a TLS handshake.
+    broken_tls: bool = False
 
 
 class ScriptedMX:
@@ -185,6 +187,11 @@ class ScriptedMX:
                 action = self._action("starttls")
                 if not await self._answer(writer, reader, action):
                     return
+                if action.startswith("220") and self.script.broken_tls:
+                    writer.write(b"this is not a TLS record\r\n" * 4)
+                    await writer.drain()
+                    writer.transport.abort()
+                    return
                 if action.startswith("220"):
                     await writer.start_tls(self.script.tls_context)
             elif verb == "MAIL":
@@ -228,7 +235,8 @@ class ScriptedMX:
 
     def _extensions(self) -> list[str]:
         extensions = list(self.script.extensions)
-        if self.script.tls_context is not None and "STARTTLS" not in extensions:
+        offers_tls = self.script.tls_context is not None or self.script.broken_tls
+        if offers_tls and "STARTTLS" not in extensions:
             extensions.append("STARTTLS")
         return extensions
 

@@ -13,6 +13,7 @@ from relayd.delivery.attempt import AttemptRunner
 from relayd.delivery.courier import Courier
 from relayd.delivery.dns import Resolver
 from relayd.delivery.health import DestinationHealth
+from relayd.delivery.mta_sts import MtaSts
 from relayd.delivery.routing import Router
 from relayd.delivery.results import wire_address
 from relayd.delivery.scheduler import Scheduler
@@ -61,7 +62,10 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
         scheduler.schedule(queue_id, domain, 0.0)
         return queue_id
 
-    runner = AttemptRunner(config, spool, router, courier, random_source=rng.random, health=health, inject=inject)
+    mta_sts = MtaSts(resolver, config.delivery.ca_file or None) if config.delivery.mta_sts else None
+    runner = AttemptRunner(
+        config, spool, router, courier, random_source=rng.random, health=health, inject=inject, mta_sts=mta_sts
+    )
     scheduler = Scheduler(
         runner, config.delivery.max_concurrency, per_domain=config.delivery.max_per_domain, health=health
     )

@@ -260,6 +260,8 @@ def _delivery(section: Section) -> model.DeliveryConfig:
         "pause",
         "source_addresses",
         "dsn",
+        "mta_sts",
+        "ca_file",
     )
     default = model.DeliveryConfig()
     config = model.DeliveryConfig(
@@ -276,6 +278,8 @@ def _delivery(section: Section) -> model.DeliveryConfig:
         tls_policy=_tls_policy(section.table_of("tls_policy")),
         source_addresses=_ip_addresses(section, "source_addresses"),
         dsn=section.boolean("dsn", default.dsn),
+        mta_sts=section.boolean("mta_sts", default.mta_sts),
+        ca_file=section.string("ca_file", default.ca_file),
     )
     section.finish()
     return config

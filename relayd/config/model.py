@@ -69,6 +69,11 @@ class DeliveryConfig:
     # Send an RFC 3464 DSN to the sender of a bounced or expired recipient.
     # Off by default: applications learn outcomes from webhooks or logs.
     dsn: bool = False
+    # Follow the MTA-STS policies domains publish (RFC 8461).
+    mta_sts: bool = True
+    # CA certificates for verifying MX hosts and MTA-STS servers; empty
+    # means the system's store.
+    ca_file: str = ""
     # TLS mode by recipient domain, overriding `tls`.
     tls_policy: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # This relay's outbound addresses, for the SPF part of the alignment

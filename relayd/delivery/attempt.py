@@ -12,9 +12,11 @@ from relayd.delivery import outcome
 from relayd.delivery.courier import Courier
 from relayd.delivery.results import AttemptResult, OutboundEnvelope, RecipientResult
 from relayd.delivery.health import DestinationHealth
+from relayd.delivery.mta_sts import MtaSts
 from relayd.delivery.retry import next_attempt_time
 from relayd.dsn import FailedRecipient, build_dsn
 from relayd.delivery.routing import RouteError, Router
+from relayd.reply import Reply
 from relayd.spool import RecipientUpdate, Spool
 
 log = structlog.get_logger("relayd.delivery")
@@ -41,9 +43,11 @@ class AttemptRunner:
         random_source: Callable[[], float] = random.random,
         health: DestinationHealth | None = None,
         inject: InjectFunction | None = None,
+        mta_sts: MtaSts | None = None,
     ):
         self.health = health
         self.inject = inject
+        self.mta_sts = mta_sts
         self.config = config
         self.spool = spool
         self.router = router
@@ -70,13 +74,9 @@ class AttemptRunner:
             state = outcome.BOUNCED if exc.permanent else outcome.DEFERRED
             result = AttemptResult([RecipientResult(a, state, exc.reply, "") for a in addresses])
         else:
-            content = await self.spool.content(message.queue_id)
-            if content is None:
+            result = await self._deliver(message, addresses, hosts, recipients[0].domain)
+            if result is None:
                 return None
-            envelope = OutboundEnvelope(message.sender, message.smtputf8, message.body_8bit)
-            result = await self.courier.deliver(envelope, content, addresses, hosts, recipients[0].domain)
-            if self.health is not None:
-                self.health.record(recipients[0].domain, result.connected)
 
         # Every decision is stored before it is logged or acted on, so a crash
         # here repeats the attempt instead of forgetting its outcome.
@@ -118,6 +118,28 @@ class AttemptRunner:
 
         due_times = [u.next_attempt for u in updates if u.state == outcome.DEFERRED]
         return min(due_times) if due_times else None
+
+    async def _deliver(self, message, addresses: list[str], hosts, domain: str) -> AttemptResult | None:
+        tls_mode = None
+        policy = None
+        if self.mta_sts is not None and not self.router.is_routed(domain):
+            policy = await self.mta_sts.policy(domain)
+        if policy is not None and policy.mode == "enforce":
+            # RFC 8461 4.1 and 4.2: only listed MX hosts, only over verified TLS.
+            hosts = [host for host in hosts if policy.matches(host.name)]
+            tls_mode = "verify"
+            if not hosts:
+                reply = Reply(451, "4.7.5", f"No MX host of {domain} matches its MTA-STS policy", "MTA-STS")
+                return AttemptResult([RecipientResult(a, outcome.DEFERRED, reply, "") for a in addresses])
+
+        content = await self.spool.content(message.queue_id)
+        if content is None:
+            return None
+        envelope = OutboundEnvelope(message.sender, message.smtputf8, message.body_8bit)
+        result = await self.courier.deliver(envelope, content, addresses, hosts, domain, tls_mode)
+        if self.health is not None:
+            self.health.record(domain, result.connected)
+        return result
 
     async def _send_dsn(self, message, updates: list[RecipientUpdate], result: AttemptResult) -> None:
         failed = [u for u in updates if u.state in (outcome.BOUNCED, "expired")]

@@ -27,10 +27,19 @@ class Courier:
         return self.config.tls_policy.get(domain, self.config.tls)
 
     async def deliver(
-        self, envelope: OutboundEnvelope, content: bytes, recipients: list[str], hosts: list[MxHost], domain: str
+        self,
+        envelope: OutboundEnvelope,
+        content: bytes,
+        recipients: list[str],
+        hosts: list[MxHost],
+        domain: str,
+        tls_mode: str | None = None,
     ) -> AttemptResult:
-        """Deliver `content` to `recipients`, walking `hosts` until one runs the transaction."""
-        tls_mode = self.tls_mode(domain)
+        """Deliver `content` to `recipients`, walking `hosts` until one runs the transaction.
+
+        `tls_mode` overrides the configured mode, as an MTA-STS policy does.
+        """
+        tls_mode = tls_mode or self.tls_mode(domain)
         failures: list[Reply] = []
         last_host = ""
         for host in hosts:

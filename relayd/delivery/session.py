@@ -13,6 +13,8 @@ from relayd.reply import Reply
 
 log = structlog.get_logger("relayd.delivery")
 
+_REQUIRED_BY = {"required": "TLS is required", "verify": "the domain's MTA-STS policy requires TLS"}
+
 
 @dataclass
 class Session:
@@ -41,18 +43,26 @@ async def open_session(local_hostname: str, host: MxHost, address: str, tls_mode
     if tls_mode == "off":
         return session
     if not client.supports_extension("starttls"):
-        if tls_mode == "required":
+        if tls_mode in ("required", "verify"):
             await close_session(session)
-            reply = local_reply(451, "4.7.10", f"{host.name} does not offer STARTTLS and TLS is required", "EHLO")
+            reply = local_reply(451, "4.7.10", f"{host.name} does not offer STARTTLS and {_REQUIRED_BY[tls_mode]}", "EHLO")
             raise HostFailed(reply)
         return session
     try:
-        await client.starttls(server_hostname=host.name, validate_certs=False, timeout=config.command_timeout)
+        # "verify" is the MTA-STS enforce mode (RFC 8461 4.2): the
+        # certificate must be valid for the MX host name. Otherwise TLS is
+        # opportunistic and unauthenticated (RFC 7435).
+        await client.starttls(
+            server_hostname=host.name,
+            validate_certs=tls_mode == "verify",
+            cert_bundle=config.ca_file or None,
+            timeout=config.command_timeout,
+        )
         await client.ehlo(timeout=config.command_timeout)
     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
         await close_session(session)
         reply = translate_error(exc, "STARTTLS")
-        if tls_mode == "required":
+        if tls_mode in ("required", "verify"):
             raise HostFailed(reply) from exc
         # RFC 7435: opportunistic TLS falls back to plain text when the
         # handshake fails.

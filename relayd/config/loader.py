@@ -279,7 +279,7 @@ def _delivery(section: Section) -> model.DeliveryConfig:
         source_addresses=_ip_addresses(section, "source_addresses"),
         dsn=section.boolean("dsn", default.dsn),
         mta_sts=section.boolean("mta_sts", default.mta_sts),
-        ca_file=section.string("ca_file", default.ca_file),
+        ca_file=_optional_path(section, "ca_file"),
     )
     section.finish()
     return config
@@ -402,6 +402,16 @@ def _host_port(section: Section, name: str, text: str, default_port: int | None)
     except ValueError:
         form = '"host:port" or "[ipv6]:port"' if default_port is None else '"host", "host:port" or "[ipv6]:port"'
         raise ConfigError(f"{section.key(name)} = {_show(section.table[name])}: invalid address {text!r}; expected {form}") from None
+
+
+def _optional_path(section: Section, name: str) -> str:
+    """Read a file path where "" means "not set"."""
+    if not section.has(name):
+        return ""
+    value = section.raw(name)
+    if not isinstance(value, str):
+        raise section.fail(name, 'a file path, or "" for the default')
+    return value
 
 
 def _duration_or_zero(section: Section, name: str, default: float) -> float:

@@ -67,20 +67,28 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
         config, spool, router, courier, random_source=rng.random, health=health, inject=inject, mta_sts=mta_sts
     )
     scheduler = Scheduler(
-        runner, config.delivery.max_concurrency, per_domain=config.delivery.max_per_domain, health=health
+        runner,
+        config.delivery.max_concurrency,
+        per_domain=config.delivery.max_per_domain,
+        health=health,
+        shares=config.shares(),
     )
 
     # Every pending recipient is scheduled again; due times in the past mean now.
     pending = await spool.pending()
-    for queue_id, domain, due in pending:
-        scheduler.schedule(queue_id, domain, due)
+    for job in pending:
+        # A message never attempted keeps its class deadline; a retry is due at its next attempt time.
+        deadline = job.received_at + config.deadline_for(job.message_class) if not job.attempted else job.due
+        scheduler.schedule(job.queue_id, job.domain, job.due, job.message_class, deadline)
     for key in keys:
         log.info("dkim_key_loaded", domain=key.domain, selector=key.selector, algorithm=key.algorithm, active=key.active)
     log.info("spool_recovered", jobs=len(pending), spool=str(spool.path))
 
-    def on_accepted(queue_id: str, domains: set[str]) -> None:
+    def on_accepted(queue_id: str, domains: set[str], message_class: str, received_at: float) -> None:
+        # Due at once; the class's deadline orders it among other due work.
+        deadline = received_at + config.deadline_for(message_class)
         for domain in sorted(domains):
-            scheduler.schedule(queue_id, domain, 0.0)
+            scheduler.schedule(queue_id, domain, 0.0, message_class, deadline)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -166,6 +166,7 @@ def parse_config(document: dict) -> model.Config:
         "server", "smtp", "http", "dns", "delivery", "routes", "retry", "classes", "dkim", "policy", "webhooks"
     )
     retry = _retry(root.table_of("retry"), model.RetryPolicy())
+    classes, class_rules, class_header = _classes(root.table_of("classes"), retry)
     config = model.Config(
         server=_server(root.table_of("server")),
         smtp=_smtp(root.table_of("smtp")),
@@ -174,7 +175,9 @@ def parse_config(document: dict) -> model.Config:
         delivery=_delivery(root.table_of("delivery")),
         routes=_routes(root.table_of("routes")),
         retry=retry,
-        classes=_classes(root.table_of("classes"), retry),
+        classes=classes,
+        class_rules=class_rules,
+        class_header=class_header,
         dkim_keys=_dkim(root.table_of("dkim")),
         policy=_policy(root.table_of("policy")),
         webhooks=_webhooks(root),
@@ -315,19 +318,50 @@ def _retry(section: Section, base: model.RetryPolicy) -> model.RetryPolicy:
     return policy
 
 
-def _classes(section: Section, retry: model.RetryPolicy) -> MappingProxyType:
-    section.expect(*model.MESSAGE_CLASSES)
+def _classes(section: Section, retry: model.RetryPolicy) -> tuple[MappingProxyType, tuple, bool]:
+    section.expect(*model.MESSAGE_CLASSES, "header", "rules")
     classes = {}
     for name in model.MESSAGE_CLASSES:
-        table = section.table_of(name).expect("deadline", "retry")
+        table = section.table_of(name).expect("deadline", "retry", "share")
         base = dataclasses.replace(retry, **model.CLASS_RETRY_DEFAULTS[name])
         classes[name] = model.ClassConfig(
             deadline=table.duration("deadline", model.CLASS_DEADLINES[name]),
             retry=_retry(table.table_of("retry"), base),
+            share=table.number("share", model.CLASS_SHARES[name], 0.0, 1.0),
         )
         table.finish()
+    total = sum(c.share for c in classes.values())
+    if total > 1.0:
+        raise ConfigError(f"classes.*.share: the shares add up to {total:g}; expected at most 1")
+    header = section.boolean("header", True)
+    rules = _class_rules(section)
     section.finish()
-    return MappingProxyType(classes)
+    return MappingProxyType(classes), rules, header
+
+
+def _class_rules(section: Section) -> tuple[model.ClassRule, ...]:
+    entries = section.raw("rules") if section.has("rules") else []
+    if not isinstance(entries, list):
+        raise section.fail("rules", "an array of tables ([[classes.rules]])")
+    rules = []
+    for index, entry in enumerate(entries):
+        table = Section(entry, f"classes.rules[{index}]").expect("class", "sender", "recipient_domain")
+        if not table.has("class"):
+            raise _missing(table, "class")
+        message_class = table.choice("class", "", model.MESSAGE_CLASSES)
+        sender = table.string("sender", "").lower()
+        domain = table.string("recipient_domain", "")
+        if domain:
+            domain = _ascii_domain(domain) or ""
+            if not domain:
+                raise table.fail("recipient_domain", "a domain such as example.com")
+        if not sender and not domain:
+            raise ConfigError(f"classes.rules[{index}]: set sender or recipient_domain, or both")
+        if sender and "@" not in sender:
+            raise table.fail("sender", 'an address such as "alerts@example.com" or "*@example.com"')
+        table.finish()
+        rules.append(model.ClassRule(message_class=message_class, sender=sender, recipient_domain=domain))
+    return tuple(rules)
 
 
 def _dkim(section: Section) -> tuple[model.DkimKey, ...]:

@@ -45,6 +45,9 @@ R550_LINE_TOO_LONG = Reply(
     "Message refused: a line is longer than 998 octets; encode the body with quoted-printable or base64 and fold long header fields",
 )
 # RFC 6152 and RFC 5322 2.3: no NUL in message content, 8-bit or not.
+R550_INVALID_CLASS = Reply(
+    550, "5.6.0", "Message refused: X-Relayd-Class \"{value}\" is not a class; use auth, transactional, shipping or notification"
+)
 R550_NUL_BYTE = Reply(550, "5.6.0", "Message refused: it contains a NUL byte; encode binary data with base64")
 # RFC 5321 2.3.8: lines end with CRLF only. A bare CR or LF is what SMTP
 # smuggling relies on, so the whole message is refused rather than repaired.

@@ -1,8 +1,8 @@
 """The schedule: due work ordered by time, then started earliest deadline first.
 
 A job is one (queue id, domain): domains of one message are independent.
-There is no sleeping task per message. Jobs wait in a heap by due time;
-once due they join their class's ready heap, ordered by deadline, and the
+There is no sleeping task per message. Jobs wait in a heap by due time.
+Once due, they join their class's ready heap, ordered by deadline, and the
 job with the earliest deadline among those that have a slot starts next.
 
 Slots come from two pools, all of delivery and the job's domain, each with

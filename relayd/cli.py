@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--mail-from", help="envelope sender, to check SPF")
     verify.add_argument("--helo", help="client HELO name for SPF (default: the sender's domain)")
 
+    domain = commands.add_parser(
+        "check-domain", help="check a sending domain's DNS records; exit 0 only when its mail would pass DMARC"
+    )
+    domain.add_argument("domain", help="the From domain to check, such as example.com")
+    _add_config(domain)
+    domain.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
     # Queue commands: they call the running daemon's control API.
     queue_command.add_parser(commands, DEFAULT_CONFIG)
     return parser
@@ -80,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(f"{args.config}: ok")
         return 0
+    if args.command == "check-domain":
+        from relayd.commands.check_domain import run
+
+        return run(config, keys, args.domain, as_json=args.json)
 
     from relayd.daemon import serve
     from relayd.spool import SpoolError

@@ -53,6 +53,31 @@ def without_obsolete_names(content: bytes) -> bytes:
     return content if fixed == header else fixed + content[len(header) :]
 
 
+def remove_fields(content: bytes, name: str) -> bytes:
+    """Return `content` without the header fields called `name`, continuation lines included.
+
+    Everything else, the body and the other fields, stays byte for byte.
+    """
+    header = header_section(content)
+    if not header:
+        return content
+    kept: list[bytes] = []
+    dropping = False
+    for line in header.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        match = _FIELD_NAME.match(line)
+        dropping = bool(match) and match.group(1).decode("ascii").lower() == name.lower()
+        if not dropping:
+            kept.append(line)
+    if not kept:
+        # No field is left: the content starts with the empty line.
+        return content[len(header) + 2 :]
+    return b"\r\n".join(kept) + content[len(header) :]
+
+
 def from_domain(content: bytes) -> str | None:
     """Return the domain of the single author in From, in IDNA ASCII form, or None.
 

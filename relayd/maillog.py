@@ -22,7 +22,15 @@ def _reply_fields(reply: Reply | None) -> dict:
 
 
 def accepted(
-    *, queue_id: str, sender: str, recipients: int, size: int, client: str, dkim: list[str], message_id: str
+    *,
+    queue_id: str,
+    sender: str,
+    recipients: int,
+    size: int,
+    client: str,
+    dkim: list[str],
+    message_id: str,
+    message_class: str,
 ) -> None:
     """Log an accepted message; `dkim` lists the domain/selector pairs that signed it."""
     log.info(
@@ -34,6 +42,7 @@ def accepted(
         size=size,
         client=client,
         dkim=dkim,
+        message_class=message_class,
     )
 
 

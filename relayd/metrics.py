@@ -8,6 +8,7 @@ way code outside this module should touch a labelled metric, so a label value
 outside its set can never create a new series.
 """
 
+import re
 from importlib.metadata import PackageNotFoundError, version
 from typing import Iterable, Mapping
 
@@ -23,6 +24,7 @@ from prometheus_client import (
 
 from relayd.config.model import MESSAGE_CLASSES, DKIM_ALGORITHMS
 from relayd.reply import Reply
+from relayd.smtp import replies
 from relayd.spool.records import PENDING_STATES
 
 # The `_created` series double the output and no dashboard or alert here
@@ -40,19 +42,57 @@ DNS_FAILURES = ("nxdomain", "servfail", "timeout", "error")
 WEBHOOK_FAILURES = ("timeout", "connection", "http_status", OTHER)
 RELOAD_RESULTS = ("success", "failure")
 
-# Refusals are grouped by the subject and detail of their RFC 3463 enhanced
-# status code, then by the subject alone, so every reply relayd can send
-# maps to one of a few reasons.
-_REASON_BY_DETAIL = {
-    "7.1": "relay_denied",
-    "5.3": "too_many_recipients",
-    "3.4": "too_big",
-    "3.1": "spool_full",
-    "3.0": "store_failed",
-    "3.2": "shutting_down",
+# Every refusal the listener sends, by the name of its constant in
+# relayd.smtp.replies, and the reason label it is counted under. A test
+# checks that each refusal constant is listed here.
+_REASON_BY_REPLY = {
+    "R421_SHUTTING_DOWN": "shutting_down",
+    "R451_STORE_FAILED": "store_failed",
+    "R452_SPOOL_FULL": "spool_full",
+    "R452_TOO_MANY_RECIPIENTS": "too_many_recipients",
+    "R451_ALIGNMENT_UNCHECKED": "alignment",
+    "R550_NOT_ALIGNED": "alignment",
+    "R550_NO_AUTHOR_DOMAIN": "alignment",
+    "R550_RELAY_DENIED": "relay_denied",
+    "R553_BAD_ADDRESS": "invalid_address",
+    "R553_ADDRESS_LITERAL": "invalid_address",
+    "R550_INVALID_CLASS": "invalid_class",
+    "R550_LINE_TOO_LONG": "invalid_content",
+    "R550_NUL_BYTE": "invalid_content",
+    "R550_BARE_LINE_ENDING": "invalid_content",
+    "R552_TOO_BIG": "too_big",
+    "R500_LINE_TOO_LONG_COMMAND": "protocol",
+    "R500_SYNTAX": "protocol",
+    "R501_SYNTAX_ADDRESS": "protocol",
+    "R501_SYNTAX_MAIL": "protocol",
+    "R501_SYNTAX_RCPT": "protocol",
+    "R501_BAD_PARAMETER": "protocol",
+    "R502_NO_AUTH": "protocol",
+    "R502_NO_STARTTLS": "protocol",
+    "R503_NESTED_MAIL": "protocol",
+    "R503_NEED_MAIL": "protocol",
+    "R503_NEED_RCPT": "protocol",
+    "R503_NEED_EHLO": "protocol",
+    "R555_UNKNOWN_PARAMETER": "protocol",
 }
+# A refusal that matches no constant (a reply aiosmtpd wrote itself) is
+# grouped by the subject of its RFC 3463 enhanced status code.
 _REASON_BY_SUBJECT = {"1": "invalid_address", "5": "protocol", "6": "invalid_content"}
-REJECTION_REASONS = (*_REASON_BY_DETAIL.values(), *_REASON_BY_SUBJECT.values(), OTHER)
+REJECTION_REASONS = tuple(sorted({*_REASON_BY_REPLY.values(), *_REASON_BY_SUBJECT.values(), OTHER}))
+
+
+def _reply_patterns() -> list[tuple[int, re.Pattern, str]]:
+    """Return (code, pattern of the text, reason) for each listed constant; a {placeholder} matches any text."""
+    patterns = []
+    for name, reason in _REASON_BY_REPLY.items():
+        reply = getattr(replies, name, None)
+        if isinstance(reply, Reply):
+            parts = re.split(r"\{\w+\}", reply.text)
+            patterns.append((reply.code, re.compile(".*".join(re.escape(part) for part in parts), re.S), reason))
+    return patterns
+
+
+_REPLY_PATTERNS = _reply_patterns()
 
 # Accepting takes milliseconds (one fsync); delivering takes from under a
 # second to the give-up age of days.
@@ -216,10 +256,11 @@ def status_label(enhanced: str) -> str:
 
 def rejection_reason(reply: Reply) -> str:
     """Return the reason label for a refusal the inbound listener sent."""
-    _, _, rest = reply.enhanced.partition(".")
-    if rest in _REASON_BY_DETAIL:
-        return _REASON_BY_DETAIL[rest]
-    return _REASON_BY_SUBJECT.get(rest.partition(".")[0], OTHER)
+    for code, pattern, reason in _REPLY_PATTERNS:
+        if reply.code == code and pattern.fullmatch(reply.text):
+            return reason
+    subject = reply.enhanced.split(".")[1] if reply.enhanced.count(".") == 2 else ""
+    return _REASON_BY_SUBJECT.get(subject, OTHER)
 
 
 def record_rejected(reply: Reply) -> None:

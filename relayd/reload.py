@@ -9,6 +9,7 @@ or attempt ever uses half of the old configuration and half of the new.
 
 import dataclasses
 from pathlib import Path
+from types import MappingProxyType
 from typing import Callable
 
 import structlog
@@ -22,8 +23,16 @@ log = structlog.get_logger("relayd")
 Subscriber = Callable[[Config, list[SigningKey]], None]
 
 # Keys bound to sockets, files or pools made at start-up: a reload keeps
-# their old value and logs that a restart is needed to change them.
-RESTART_ONLY = ("server.spool_dir", "smtp.listen", "http.listen", "delivery.max_concurrency")
+# their old value and logs that a restart is needed to change them. The
+# classes' slot shares are such a key too (see keep_restart_only).
+RESTART_ONLY = (
+    "server.spool_dir",
+    "smtp.listen",
+    "http.listen",
+    "delivery.max_concurrency",
+    "delivery.max_per_domain",
+    "delivery.connection_idle",
+)
 
 
 def load_config_and_keys(path: str | Path) -> tuple[Config, list[SigningKey]]:
@@ -45,6 +54,15 @@ def keep_restart_only(current: Config, new: Config) -> tuple[Config, list[str]]:
         if getattr(getattr(new, section), key) != old_value:
             differed.append(name)
             new = dataclasses.replace(new, **{section: dataclasses.replace(getattr(new, section), **{key: old_value})})
+
+    # The scheduler's slot pools are sized by the shares at start-up.
+    if new.shares() != current.shares():
+        differed.append("classes.*.share")
+        classes = {
+            name: dataclasses.replace(found, share=current.classes[name].share) if name in current.classes else found
+            for name, found in new.classes.items()
+        }
+        new = dataclasses.replace(new, classes=MappingProxyType(classes))
     return new, differed
 
 
@@ -61,7 +79,11 @@ class Reloader:
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, apply: Subscriber) -> None:
-        """Call `apply(config, keys)` on every successful reload; it must not await or fail."""
+        """Call `apply(config, keys)` on every valid reload.
+
+        `apply` must not await. It should build what it needs before it
+        assigns anything, so that an exception leaves its part unchanged.
+        """
         self._subscribers.append(apply)
 
     def reload(self) -> bool:
@@ -81,8 +103,15 @@ class Reloader:
         if restart_needed:
             log.warning("config_restart_required", path=str(self.path), keys=restart_needed, detail="these keys keep their old values until relayd restarts")
         changed = changed_sections(self.config, config)
-        for apply in self._subscribers:
-            apply(config, keys)
+        try:
+            for apply in self._subscribers:
+                apply(config, keys)
+        except Exception as exc:
+            # NOTE: with several subscribers, those before the failing one
+            # have applied the new config already.
+            log.exception("config_reload_failed", path=str(self.path), error=repr(exc), detail="the new configuration could not be applied")
+            metrics.record_reload(False)
+            return False
         self.config = config
         metrics.record_reload(True)
         log.info("config_reloaded", path=str(self.path), changed=changed, dkim_keys=len(keys))

@@ -7,12 +7,16 @@ from relayd import metrics
 from relayd.reply import Reply
 from relayd.smtp import replies
 
-# Every refusal the listener can send, and the reason it is counted under.
+# Every refusal the listener can send, filled in as the code sends it, and
+# the reason it is counted under.
 REJECTIONS = {
     "R451_STORE_FAILED": "store_failed",
     "R452_SPOOL_FULL": "spool_full",
     "R452_TOO_MANY_RECIPIENTS": "too_many_recipients",
     "R421_SHUTTING_DOWN": "shutting_down",
+    "R451_ALIGNMENT_UNCHECKED": "alignment",
+    "R550_NOT_ALIGNED": "alignment",
+    "R550_NO_AUTHOR_DOMAIN": "alignment",
     "R500_LINE_TOO_LONG_COMMAND": "protocol",
     "R500_SYNTAX": "protocol",
     "R501_SYNTAX_ADDRESS": "protocol",
@@ -28,12 +32,15 @@ REJECTIONS = {
     "R550_RELAY_DENIED": "relay_denied",
     "R553_BAD_ADDRESS": "invalid_address",
     "R553_ADDRESS_LITERAL": "invalid_address",
+    "R550_INVALID_CLASS": "invalid_class",
     "R550_LINE_TOO_LONG": "invalid_content",
     "R550_NUL_BYTE": "invalid_content",
     "R550_BARE_LINE_ENDING": "invalid_content",
     "R552_TOO_BIG": "too_big",
     "R555_UNKNOWN_PARAMETER": "protocol",
 }
+# Values for the placeholders, as the listener fills them in.
+FILLED = {"client": "192.0.2.1", "limit": "100", "detail": "x", "what": "LF", "value": "bulk", "domain": "example.com", "reason": "no key"}
 
 
 def value(name: str, **labels: str) -> float:
@@ -46,7 +53,31 @@ def families() -> dict:
 
 @pytest.mark.parametrize("name", REJECTIONS)
 def test_rejection_reason_of_reply(name):
-    assert metrics.rejection_reason(getattr(replies, name)) == REJECTIONS[name]
+    template = getattr(replies, name)
+    sent = template.format(**FILLED)
+
+    assert metrics.rejection_reason(template) == REJECTIONS[name]
+    assert metrics.rejection_reason(sent) == REJECTIONS[name]
+
+
+def test_rejection_reason_after_enhanced_code_replaced():
+    # The address check puts its own enhanced code on R553_BAD_ADDRESS.
+    sent = Reply(553, "5.1.7", "Invalid address: the domain is too long")
+
+    assert metrics.rejection_reason(sent) == "invalid_address"
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (Reply(500, "5.5.2", "Unrecognised command"), "protocol"),
+        (Reply(550, "5.1.0", "Unknown address problem"), "invalid_address"),
+        (Reply(554, "5.3.0", "Unknown"), "other"),
+        (Reply(554, "", "No code"), "other"),
+    ],
+)
+def test_rejection_reason_of_unknown_reply(reply, reason):
+    assert metrics.rejection_reason(reply) == reason
 
 
 def test_every_refusal_has_a_reason():

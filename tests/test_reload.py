@@ -73,3 +73,13 @@ def test_restart_only_keys_keep_old_values(tmp_path):
     assert kept.smtp.listen == old.smtp.listen
     assert kept.server.spool_dir == old.server.spool_dir
     assert kept.routes == new.routes
+
+
+def test_class_shares_need_restart(tmp_path):
+    old = load_config(write(tmp_path / "old.toml", BASE))
+    new = load_config(write(tmp_path / "new.toml", BASE + "[classes.auth]\nshare = 0.5\n"))
+
+    kept, differed = keep_restart_only(old, new)
+
+    assert differed == ["classes.*.share"]
+    assert kept.shares() == old.shares()

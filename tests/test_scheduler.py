@@ -408,16 +408,3 @@ async def test_remove_drops_waiting_jobs():
     scheduler.schedule("GONE", "example.com", 0.0)
     assert len(scheduler) == 2
 
-
-async def test_heap_compacted_after_many_moves():
-    clock = FakeClock(1000.0)
-    scheduler, _ = recording_scheduler(clock)
-    for n in range(100):
-        scheduler.schedule(f"Q{n}", "example.com", 5000.0)
-    # Each pass moves every job to an earlier time and leaves 100 superseded entries.
-    for step in range(5):
-        clock.now = 900.0 - step
-        assert scheduler.bring_forward() == 100
-
-    assert len(scheduler) == 100
-    assert len(scheduler._heap) <= 2 * 100 + 64

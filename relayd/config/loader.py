@@ -170,6 +170,7 @@ def parse_config(document: dict) -> model.Config:
         "server", "smtp", "http", "dns", "delivery", "routes", "retry", "classes", "dkim", "policy", "webhooks"
     )
     retry = _retry(root.table_of("retry"), model.RetryPolicy())
+    classes, class_rules, class_header = _classes(root.table_of("classes"), retry)
     config = model.Config(
         server=_server(root.table_of("server")),
         smtp=_smtp(root.table_of("smtp")),
@@ -178,7 +179,9 @@ def parse_config(document: dict) -> model.Config:
         delivery=_delivery(root.table_of("delivery")),
         routes=_routes(root.table_of("routes")),
         retry=retry,
-        classes=_classes(root.table_of("classes"), retry),
+        classes=classes,
+        class_rules=class_rules,
+        class_header=class_header,
         dkim_keys=_dkim(root.table_of("dkim")),
         policy=_policy(root.table_of("policy")),
         webhooks=_webhooks(root),
@@ -260,7 +263,21 @@ def _dns(section: Section) -> model.DnsConfig:
 
 def _delivery(section: Section) -> model.DeliveryConfig:
     section.expect(
-        "port", "tls", "connect_timeout", "command_timeout", "data_timeout", "max_concurrency", "source_addresses"
+        "port",
+        "tls",
+        "tls_policy",
+        "connect_timeout",
+        "command_timeout",
+        "data_timeout",
+        "max_concurrency",
+        "max_per_domain",
+        "connection_idle",
+        "pause_after",
+        "pause",
+        "source_addresses",
+        "dsn",
+        "mta_sts",
+        "ca_file",
     )
     default = model.DeliveryConfig()
     config = model.DeliveryConfig(
@@ -270,7 +287,15 @@ def _delivery(section: Section) -> model.DeliveryConfig:
         command_timeout=section.duration("command_timeout", default.command_timeout),
         data_timeout=section.duration("data_timeout", default.data_timeout),
         max_concurrency=section.integer("max_concurrency", default.max_concurrency, 1, 10_000),
+        max_per_domain=section.integer("max_per_domain", default.max_per_domain, 1, 10_000),
+        connection_idle=_duration_or_zero(section, "connection_idle", default.connection_idle),
+        pause_after=section.integer("pause_after", default.pause_after, 1, 1000),
+        pause=section.duration("pause", default.pause),
+        tls_policy=_tls_policy(section.table_of("tls_policy")),
         source_addresses=_ip_addresses(section, "source_addresses"),
+        dsn=section.boolean("dsn", default.dsn),
+        mta_sts=section.boolean("mta_sts", default.mta_sts),
+        ca_file=_optional_path(section, "ca_file"),
     )
     section.finish()
     return config
@@ -306,19 +331,50 @@ def _retry(section: Section, base: model.RetryPolicy) -> model.RetryPolicy:
     return policy
 
 
-def _classes(section: Section, retry: model.RetryPolicy) -> MappingProxyType:
-    section.expect(*model.MESSAGE_CLASSES)
+def _classes(section: Section, retry: model.RetryPolicy) -> tuple[MappingProxyType, tuple, bool]:
+    section.expect(*model.MESSAGE_CLASSES, "header", "rules")
     classes = {}
     for name in model.MESSAGE_CLASSES:
-        table = section.table_of(name).expect("deadline", "retry")
+        table = section.table_of(name).expect("deadline", "retry", "share")
         base = dataclasses.replace(retry, **model.CLASS_RETRY_DEFAULTS[name])
         classes[name] = model.ClassConfig(
             deadline=table.duration("deadline", model.CLASS_DEADLINES[name]),
             retry=_retry(table.table_of("retry"), base),
+            share=table.number("share", model.CLASS_SHARES[name], 0.0, 1.0),
         )
         table.finish()
+    total = sum(c.share for c in classes.values())
+    if total > 1.0:
+        raise ConfigError(f"classes.*.share: the shares add up to {total:g}; expected at most 1")
+    header = section.boolean("header", True)
+    rules = _class_rules(section)
     section.finish()
-    return MappingProxyType(classes)
+    return MappingProxyType(classes), rules, header
+
+
+def _class_rules(section: Section) -> tuple[model.ClassRule, ...]:
+    entries = section.raw("rules") if section.has("rules") else []
+    if not isinstance(entries, list):
+        raise section.fail("rules", "an array of tables ([[classes.rules]])")
+    rules = []
+    for index, entry in enumerate(entries):
+        table = Section(entry, f"classes.rules[{index}]").expect("class", "sender", "recipient_domain")
+        if not table.has("class"):
+            raise _missing(table, "class")
+        message_class = table.choice("class", "", model.MESSAGE_CLASSES)
+        sender = table.string("sender", "").lower()
+        domain = table.string("recipient_domain", "")
+        if domain:
+            domain = _ascii_domain(domain) or ""
+            if not domain:
+                raise table.fail("recipient_domain", "a domain such as example.com")
+        if not sender and not domain:
+            raise ConfigError(f"classes.rules[{index}]: set sender or recipient_domain, or both")
+        if sender and "@" not in sender:
+            raise table.fail("sender", 'an address such as "alerts@example.com" or "*@example.com"')
+        table.finish()
+        rules.append(model.ClassRule(message_class=message_class, sender=sender, recipient_domain=domain))
+    return tuple(rules)
 
 
 def _dkim(section: Section) -> tuple[model.DkimKey, ...]:
@@ -393,6 +449,34 @@ def _host_port(section: Section, name: str, text: str, default_port: int | None)
     except ValueError:
         form = '"host:port" or "[ipv6]:port"' if default_port is None else '"host", "host:port" or "[ipv6]:port"'
         raise ConfigError(f"{section.key(name)} = {_show(section.table[name])}: invalid address {text!r}; expected {form}") from None
+
+
+def _optional_path(section: Section, name: str) -> str:
+    """Read a file path where "" means "not set"."""
+    if not section.has(name):
+        return ""
+    value = section.raw(name)
+    if not isinstance(value, str):
+        raise section.fail(name, 'a file path, or "" for the default')
+    return value
+
+
+def _duration_or_zero(section: Section, name: str, default: float) -> float:
+    """Read a duration that may also be "0s" (turning the feature off)."""
+    if section.has(name) and section.table[name] in ("0", "0s"):
+        section.raw(name)
+        return 0.0
+    return section.duration(name, default)
+
+
+def _tls_policy(section: Section) -> MappingProxyType:
+    policy = {}
+    for domain in list(section.table):
+        key = _ascii_domain(domain)
+        if key is None:
+            raise ConfigError(f"{section.key(domain)}: invalid domain {domain!r}; expected a domain such as example.com")
+        policy[key] = section.choice(domain, "", model.TLS_MODES)
+    return MappingProxyType(policy)
 
 
 def _ip_addresses(section: Section, name: str) -> tuple[str, ...]:

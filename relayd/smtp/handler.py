@@ -11,6 +11,8 @@ import structlog
 
 from relayd import maillog, metrics
 from relayd.addresses import Address, AddressError, parse_path
+from relayd.alignment.policy import AlignmentPolicy
+from relayd.classes import InvalidClass, choose_class, requested_class, without_class_field
 from relayd.config import Config
 from relayd.dkim.signer import Signer
 from relayd.headers import header_fields
@@ -22,8 +24,9 @@ from relayd.spool import NewMessage, Spool, SpoolError, SpoolFull, new_queue_id
 
 log = structlog.get_logger("relayd.smtp")
 
-# Called with the queue id and the recipient domains of each accepted message.
-AcceptedCallback = Callable[[str, set[str]], None]
+# Called with the queue id, the recipient domains, the class and the
+# acceptance time of each accepted message.
+AcceptedCallback = Callable[[str, set[str], str, float], None]
 
 
 @dataclass
@@ -35,11 +38,14 @@ class Transaction:
 
 
 class SubmissionHandler:
-    def __init__(self, config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback):
+    def __init__(
+        self, config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback, alignment: AlignmentPolicy | None = None
+    ):
         self.config = config
         self.spool = spool
         self.signer = signer
         self.on_accepted = on_accepted
+        self.alignment = alignment or AlignmentPolicy("off")
 
     def _client(self, session) -> str:
         return str(session.peer[0]) if session.peer else "unknown"
@@ -112,6 +118,15 @@ class SubmissionHandler:
         problem = check_content(content)
         if problem is not None:
             return self._reject(session, problem, problem.text, size=len(content))
+        try:
+            requested = requested_class(content)
+        except InvalidClass as exc:
+            reply = replies.R550_INVALID_CLASS.format(value=str(exc))
+            return self._reject(session, reply, "invalid X-Relayd-Class")
+        content = without_class_field(content)
+        sender = str(transaction.sender) if transaction.sender else ""
+        domains = [r.ascii_domain for r in transaction.recipients]
+        message_class = choose_class(self.config, requested, sender, domains)
 
         queue_id = new_queue_id()
         received_at = time.time()
@@ -127,14 +142,23 @@ class SubmissionHandler:
         signatures, keys = await self._sign(prepared)
         prepared = signatures + prepared
         message = NewMessage(
-            sender=str(transaction.sender) if transaction.sender else "",
+            sender=sender,
             recipients=tuple((str(r), r.ascii_domain) for r in transaction.recipients),
             content=prepared,
             received_at=received_at,
             client=self._client(session),
             smtputf8=bool(envelope.smtp_utf8),
             body_8bit="BODY=8BITMIME" in envelope.mail_options,
+            message_class=message_class,
         )
+
+        signing_domain = keys[0].domain if keys else None
+        rejection = await self.alignment.check(
+            transaction.sender, prepared, signing_domain, queue_id=queue_id, client=message.client
+        )
+        if rejection is not None:
+            return self._reject(session, rejection.reply, rejection.reason, from_domain=rejection.from_domain)
+
         try:
             await self.spool.add(queue_id, message)
         except SpoolFull as exc:
@@ -150,9 +174,10 @@ class SubmissionHandler:
             client=message.client,
             dkim=[f"{key.domain}/{key.selector}" for key in keys],
             message_id=_message_id(content),
+            message_class=message_class,
         )
-        metrics.record_accepted(message.message_class, time.monotonic() - data_ended)
-        self.on_accepted(queue_id, {r.ascii_domain for r in transaction.recipients})
+        metrics.record_accepted(message_class, time.monotonic() - data_ended)
+        self.on_accepted(queue_id, set(domains), message_class, received_at)
         return str(replies.R250_QUEUED.format(queue_id=queue_id))
 
     async def _sign(self, content: bytes) -> tuple[bytes, list]:

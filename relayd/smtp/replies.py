@@ -48,6 +48,9 @@ R550_LINE_TOO_LONG = Reply(
     "Message refused: a line is longer than 998 octets; encode the body with quoted-printable or base64 and fold long header fields",
 )
 # RFC 6152 and RFC 5322 2.3: no NUL in message content, 8-bit or not.
+R550_INVALID_CLASS = Reply(
+    550, "5.6.0", "Message refused: X-Relayd-Class \"{value}\" is not a class; use auth, transactional, shipping or notification"
+)
 R550_NUL_BYTE = Reply(550, "5.6.0", "Message refused: it contains a NUL byte; encode binary data with base64")
 # RFC 5321 2.3.8: lines end with CRLF only. A bare CR or LF is what SMTP
 # smuggling relies on, so the whole message is refused rather than repaired.
@@ -56,5 +59,16 @@ R550_BARE_LINE_ENDING = Reply(
     "5.6.0",
     "Message refused: it contains a bare {what}; every line must end with CRLF",
 )
+# The alignment check under [policy] alignment = "reject". RFC 7372 defines
+# x.7.26 as "multiple authentication checks failed": here DKIM and SPF.
+R550_NOT_ALIGNED = Reply(550, "5.7.26", "Message refused: mail from {domain} would fail DMARC because {reason}")
+# RFC 7489 6.6.1: DMARC needs exactly one author address in From.
+R550_NO_AUTHOR_DOMAIN = Reply(
+    550,
+    "5.7.1",
+    "Message refused: the From field must contain exactly one address, so that receivers can check DMARC for its domain",
+)
+# RFC 3463 x.4.3: a directory server (here DNS) failed.
+R451_ALIGNMENT_UNCHECKED = Reply(451, "4.4.3", "Temporary DNS failure checking DMARC alignment for {domain}, try again later")
 R552_TOO_BIG = Reply(552, "5.3.4", "Message too big: the maximum size is {limit} bytes")
 R555_UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported MAIL FROM or RCPT TO parameter")

@@ -408,3 +408,28 @@ async def test_remove_drops_waiting_jobs():
     scheduler.schedule("GONE", "example.com", 0.0)
     assert len(scheduler) == 2
 
+
+
+async def test_remove_drops_due_job_waiting_for_slot():
+    clock = FakeClock(100.0)
+    release = asyncio.Event()
+    started = []
+
+    async def attempt(queue_id, domain):
+        started.append(queue_id)
+        await release.wait()
+        return None
+
+    scheduler = Scheduler(attempt, concurrency=1, clock=clock)
+    scheduler.schedule("BUSY", "example.com", 0.0)
+
+    async with running(scheduler):
+        await _until(lambda: started == ["BUSY"])
+        scheduler.schedule("GONE", "example.org", 0.0)
+        await _settle()
+        assert scheduler.remove("GONE") == 1
+        release.set()
+        await _until(lambda: len(scheduler) == 0)
+        await _settle()
+
+    assert started == ["BUSY"]

@@ -45,7 +45,7 @@ RELOAD_RESULTS = ("success", "failure")
 # Every refusal the listener sends, by the name of its constant in
 # relayd.smtp.replies, and the reason label it is counted under. A test
 # checks that each refusal constant is listed here.
-_REASON_BY_REPLY = {
+REASON_BY_REPLY = {
     "R421_SHUTTING_DOWN": "shutting_down",
     "R451_STORE_FAILED": "store_failed",
     "R452_SPOOL_FULL": "spool_full",
@@ -78,13 +78,13 @@ _REASON_BY_REPLY = {
 # A refusal that matches no constant (a reply aiosmtpd wrote itself) is
 # grouped by the subject of its RFC 3463 enhanced status code.
 _REASON_BY_SUBJECT = {"1": "invalid_address", "5": "protocol", "6": "invalid_content"}
-REJECTION_REASONS = tuple(sorted({*_REASON_BY_REPLY.values(), *_REASON_BY_SUBJECT.values(), OTHER}))
+REJECTION_REASONS = tuple(sorted({*REASON_BY_REPLY.values(), *_REASON_BY_SUBJECT.values(), OTHER}))
 
 
 def _reply_patterns() -> list[tuple[int, re.Pattern, str]]:
     """Return (code, pattern of the text, reason) for each listed constant; a {placeholder} matches any text."""
     patterns = []
-    for name, reason in _REASON_BY_REPLY.items():
+    for name, reason in REASON_BY_REPLY.items():
         reply = getattr(replies, name, None)
         if isinstance(reply, Reply):
             parts = re.split(r"\{\w+\}", reply.text)

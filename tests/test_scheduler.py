@@ -358,8 +358,8 @@ async def test_bring_forward_runs_job_once():
     assert started == [("Q1", "example.com")]
 
 
-async def test_bring_forward_leaves_running_job():
-    clock = FakeClock(100.0)
+def blocking_scheduler(clock: FakeClock) -> tuple[Scheduler, list, asyncio.Event]:
+    """Return a one-slot scheduler whose attempts record their queue id and wait for the returned event."""
     release = asyncio.Event()
     started = []
 
@@ -368,7 +368,11 @@ async def test_bring_forward_leaves_running_job():
         await release.wait()
         return None
 
-    scheduler = Scheduler(attempt, concurrency=1, clock=clock)
+    return Scheduler(attempt, concurrency=1, clock=clock), started, release
+
+
+async def test_bring_forward_leaves_running_job():
+    scheduler, started, release = blocking_scheduler(FakeClock(100.0))
     scheduler.schedule("Q1", "example.com", 0.0)
 
     async with running(scheduler):
@@ -411,16 +415,7 @@ async def test_remove_drops_waiting_jobs():
 
 
 async def test_remove_drops_due_job_waiting_for_slot():
-    clock = FakeClock(100.0)
-    release = asyncio.Event()
-    started = []
-
-    async def attempt(queue_id, domain):
-        started.append(queue_id)
-        await release.wait()
-        return None
-
-    scheduler = Scheduler(attempt, concurrency=1, clock=clock)
+    scheduler, started, release = blocking_scheduler(FakeClock(100.0))
     scheduler.schedule("BUSY", "example.com", 0.0)
 
     async with running(scheduler):

@@ -156,8 +156,11 @@ class Scheduler:
             if job is not None:
                 return job
             timeout = self._timed[0][0] - now if self._timed else None
+            # asyncio.timeout rather than wait_for: in Python 3.11, wait_for
+            # can swallow a cancellation that arrives as the event is set.
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

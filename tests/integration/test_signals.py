@@ -86,7 +86,11 @@ def test_sd_notify_ready_reloading_stopping(tmp_path, daemon):
 
 
 class Client(threading.Thread):
-    """Submits one message after another until the daemon refuses or goes away."""
+    """Submits one message after another, each in its own session, until the daemon stops listening.
+
+    A refusal or a broken session is recorded and the client tries again,
+    so clients keep connecting during the drain and get its 421 greeting.
+    """
 
     def __init__(self, relayd, number: int):
         super().__init__(daemon=True)
@@ -96,22 +100,29 @@ class Client(threading.Thread):
         self.refusals: list[str] = []
 
     def run(self) -> None:
-        for count in range(500):
+        deadline = time.monotonic() + 30
+        for count in range(20_000):
+            if time.monotonic() > deadline:
+                return
             try:
-                with self.relayd.smtp() as client:
-                    client.ehlo()
-                    code, text = client.mail("app@sender.test")
-                    if code != 250:
-                        self.refusals.append(f"{code} {text.decode()}")
-                        return
-                    client.rcpt(f"user{self.number}.{count}@load.test")
-                    code, text = client.data(MESSAGE)
+                self.submit(count)
+            except ConnectionRefusedError:
+                return
             except smtplib.SMTPConnectError as exc:
                 self.refusals.append(f"{exc.smtp_code} {exc.smtp_error.decode()}")
-                return
             except (OSError, smtplib.SMTPException) as exc:
+                # Includes a 421 read as the reply to QUIT after an accepted message.
                 self.refusals.append(repr(exc))
+
+    def submit(self, count: int) -> None:
+        with self.relayd.smtp() as client:
+            client.ehlo()
+            code, text = client.mail("app@sender.test")
+            if code != 250:
+                self.refusals.append(f"{code} {text.decode()}")
                 return
+            client.rcpt(f"user{self.number}.{count}@load.test")
+            code, text = client.data(MESSAGE)
             if code != 250:
                 self.refusals.append(f"{code} {text.decode()}")
                 return
@@ -119,7 +130,7 @@ class Client(threading.Thread):
 
 
 def test_sigterm_under_load_loses_nothing(sinks, daemon):
-    sink = sinks("127.0.0.2", SmtpScript(data_delay=0.3))
+    sink = sinks("127.0.0.2", SmtpScript(data_delay=0.5))
     relayd = daemon(
         {"routes": {"load.test": "127.0.0.2"}, "server": {"shutdown_grace": "5s"}, "delivery": {"max_concurrency": 4}}
     )
@@ -127,6 +138,10 @@ def test_sigterm_under_load_loses_nothing(sinks, daemon):
     for client in clients:
         client.start()
     wait_until(lambda: len(sink.messages) >= 4, 15, "no delivery under load")
+    # The first batch of attempts has just ended. Stopping in the middle of
+    # the next batch leaves the drain about a quarter of a second, and the
+    # clients that connect in that time get the 421.
+    time.sleep(0.25)
 
     relayd.process.send_signal(signal.SIGTERM)
     assert relayd.process.wait(20) == 0
@@ -134,7 +149,7 @@ def test_sigterm_under_load_loses_nothing(sinks, daemon):
         client.join(10)
     accepted = [queue_id for client in clients for queue_id in client.accepted]
     refusals = [refusal for client in clients for refusal in client.refusals]
-    assert any(r.startswith("421 4.3.2") for r in refusals), refusals
+    assert any(r.startswith("421 4.3.2") for r in refusals), refusals[:20]
     delivered_before = len(sink.messages)
     assert delivered_before < len(accepted), "the load left mail in the spool"
 

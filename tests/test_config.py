@@ -12,6 +12,8 @@ from relayd.config import model
 from relayd.config.units import HostPort
 
 REPOSITORY_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "relayd.toml"
+# "whsec_" and the base64 of 32 bytes, the Standard Webhooks secret form.
+SECRET = "whsec_" + "A" * 43 + "="
 
 SECTION_DEFAULTS = {
     "server": model.ServerConfig(),
@@ -86,7 +88,7 @@ UNKNOWN_KEYS = {
     ),
     "policy": ({"policy": {"align": "off"}}, "policy.align"),
     "webhook": (
-        {"webhooks": [{"url": "https://hooks.example.com/", "secret": "s", "colour": "red"}]},
+        {"webhooks": [{"url": "https://hooks.example.com/", "secret": SECRET, "colour": "red"}]},
         "webhooks[0].colour",
     ),
 }
@@ -153,7 +155,7 @@ BAD_VALUES = {
     ),
     "webhook url": ({"webhooks": [{"url": "ftp://x.example/", "secret": "s"}]}, "webhooks[0].url", "ftp://x.example/"),
     "webhook event": (
-        {"webhooks": [{"url": "https://x.example/", "secret": "s", "events": ["opened"]}]},
+        {"webhooks": [{"url": "https://x.example/", "secret": SECRET, "events": ["opened"]}]},
         "webhooks[0].events",
         "opened",
     ),
@@ -238,12 +240,12 @@ def test_dkim_and_webhook_entries():
     config = parse_config(
         {
             "dkim": {"keys": [{"domain": "Example.COM", "selector": "s1", "key_file": "/k.pem"}]},
-            "webhooks": [{"url": "https://hooks.example.com/", "secret": "whsec", "events": ["bounced"]}],
+            "webhooks": [{"url": "https://hooks.example.com/", "secret": SECRET, "events": ["bounced"]}],
         }
     )
 
     assert config.dkim_keys == (model.DkimKey("example.com", "s1", Path("/k.pem"), "rsa-sha256"),)
-    assert config.webhooks == (model.Webhook("https://hooks.example.com/", "whsec", ("bounced",)),)
+    assert config.webhooks == (model.Webhook("https://hooks.example.com/", SECRET, ("bounced",)),)
 
 
 def test_auth_retry_defaults():

@@ -5,133 +5,22 @@ the key path, the value found and what is allowed, so start-up stops with a
 sentence an operator can act on.
 """
 
+import base64
+import binascii
 import dataclasses
 import ipaddress
+import re
 import tomllib
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import idna
 
 from relayd.config import model
-from relayd.config.units import (
-    DURATION_HELP,
-    SIZE_HELP,
-    HostPort,
-    parse_duration,
-    parse_host_port,
-    parse_size,
-)
+from relayd.config.section import ConfigError, Section, missing, show_value
+from relayd.config.units import HostPort, parse_host_port
 
-
-class ConfigError(Exception):
-    """An invalid configuration file; the message names the key, the value and what is allowed."""
-
-
-class Section:
-    """One TOML table being read; `finish()` raises ConfigError for any key that was not read."""
-
-    def __init__(self, table: Any, path: str):
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: expected a table, found {_show(table)}")
-        self.table = table
-        self.path = path
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def has(self, name: str) -> bool:
-        return name in self.table
-
-    def raw(self, name: str) -> Any:
-        self.used.add(name)
-        return self.table[name]
-
-    def fail(self, name: str, allowed: str) -> ConfigError:
-        return ConfigError(f"{self.key(name)} = {_show(self.table[name])}: expected {allowed}")
-
-    def string(self, name: str, default: str) -> str:
-        if not self.has(name):
-            return default
-        value = self.raw(name)
-        if not isinstance(value, str) or not value:
-            raise self.fail(name, "a non-empty string")
-        return value
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.string(name, default)
-        if value not in choices:
-            raise self.fail(name, "one of " + ", ".join(f'"{c}"' for c in choices))
-        return value
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        if not self.has(name):
-            return default
-        value = self.raw(name)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.fail(name, f"an integer from {low} to {high}")
-        return value
-
-    def number(self, name: str, default: float, low: float, high: float) -> float:
-        if not self.has(name):
-            return default
-        value = self.raw(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise self.fail(name, f"a number from {low} to {high}")
-        return float(value)
-
-    def duration(self, name: str, default: float) -> float:
-        if not self.has(name):
-            return default
-        value = self.raw(name)
-        try:
-            seconds = parse_duration(value) if isinstance(value, str) else -1
-        except ValueError:
-            seconds = -1
-        if seconds <= 0:
-            raise self.fail(name, f"{DURATION_HELP}, greater than zero")
-        return seconds
-
-    def size(self, name: str, default: int) -> int:
-        if not self.has(name):
-            return default
-        value = self.raw(name)
-        try:
-            size = parse_size(value) if isinstance(value, str) else 0
-        except ValueError:
-            size = 0
-        if size <= 0:
-            raise self.fail(name, f"{SIZE_HELP}, greater than zero")
-        return size
-
-    def string_list(self, name: str, default: tuple) -> tuple[str, ...] | tuple:
-        if not self.has(name):
-            return default
-        value = self.raw(name)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(name, "a list of strings")
-        return tuple(value)
-
-    def table_of(self, name: str) -> "Section":
-        value = self.raw(name) if self.has(name) else {}
-        return Section(value, self.key(name))
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.table) - self.used)
-        if unknown:
-            name = unknown[0]
-            raise ConfigError(
-                f"{self.key(name)} = {_show(self.table[name])}: unknown key; the keys allowed here are: {self.allowed}"
-            )
-
-    allowed = ""
-
-    def expect(self, *names: str) -> "Section":
-        """Declare the keys this table may contain, for the unknown-key message."""
-        self.allowed = ", ".join(names)
-        return self
+__all__ = ["ConfigError", "load_config", "parse_config"]
 
 
 def load_config(path: str | Path) -> model.Config:
@@ -155,7 +44,19 @@ def load_config(path: str | Path) -> model.Config:
 def parse_config(document: dict) -> model.Config:
     """Build a Config from an already parsed TOML document."""
     root = Section(document, "").expect(
-        "server", "smtp", "http", "dns", "delivery", "routes", "retry", "classes", "dkim", "policy", "webhooks"
+        "server",
+        "smtp",
+        "http",
+        "dns",
+        "delivery",
+        "routes",
+        "retry",
+        "classes",
+        "dkim",
+        "policy",
+        "webhooks",
+        "suppression",
+        "idempotency",
     )
     retry = _retry(root.table_of("retry"), model.RetryPolicy())
     config = model.Config(
@@ -170,6 +71,8 @@ def parse_config(document: dict) -> model.Config:
         dkim_keys=_dkim(root.table_of("dkim")),
         policy=_policy(root.table_of("policy")),
         webhooks=_webhooks(root),
+        suppression=_suppression(root.table_of("suppression")),
+        idempotency=_idempotency(root.table_of("idempotency")),
     )
     root.finish()
     return config
@@ -300,13 +203,13 @@ def _dkim(section: Section) -> tuple[model.DkimKey, ...]:
         table = Section(entry, f"dkim.keys[{index}]").expect("domain", "selector", "key_file", "algorithm")
         domain = table.string("domain", "")
         if _ascii_domain(domain) is None:
-            raise table.fail("domain", "a domain such as example.com") if table.has("domain") else _missing(table, "domain")
+            raise table.fail("domain", "a domain such as example.com") if table.has("domain") else missing(table, "domain")
         selector = table.string("selector", "")
         if not selector:
-            raise _missing(table, "selector")
+            raise missing(table, "selector")
         key_file = table.string("key_file", "")
         if not key_file:
-            raise _missing(table, "key_file")
+            raise missing(table, "key_file")
         algorithm = table.choice("algorithm", "rsa-sha256", model.DKIM_ALGORITHMS)
         table.finish()
         keys.append(model.DkimKey(domain=_ascii_domain(domain), selector=selector, key_file=Path(key_file), algorithm=algorithm))
@@ -326,21 +229,85 @@ def _webhooks(root: Section) -> tuple[model.Webhook, ...]:
     if not isinstance(entries, list):
         raise root.fail("webhooks", "an array of tables ([[webhooks]])")
     hooks = []
+    seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
-        table = Section(entry, f"webhooks[{index}]").expect("url", "secret", "events")
+        table = Section(entry, f"webhooks[{index}]").expect(
+            "url", "secret", "events", "timeout", "max_concurrency", "retry"
+        )
         url = table.string("url", "")
         if not url.startswith(("http://", "https://")):
-            raise table.fail("url", "an http:// or https:// URL") if url else _missing(table, "url")
+            raise table.fail("url", "an http:// or https:// URL") if url else missing(table, "url")
+        if url in seen:
+            raise table.fail("url", f"a URL not already used by webhooks[{seen[url]}]")
+        seen[url] = index
         secret = table.string("secret", "")
         if not secret:
-            raise _missing(table, "secret")
+            raise missing(table, "secret")
+        if not _is_webhook_secret(secret):
+            # The value is a secret: the message names the key, never the value.
+            raise ConfigError(
+                f"{table.key('secret')}: invalid secret; expected \"whsec_\" followed by the base64 encoding "
+                "of 24 to 64 random bytes, such as the output of: "
+                "python3 -c 'import base64,os; print(\"whsec_\" + base64.b64encode(os.urandom(32)).decode())'"
+            )
         events = table.string_list("events", model.WEBHOOK_EVENTS)
         unknown = [e for e in events if e not in model.WEBHOOK_EVENTS]
         if unknown:
             raise table.fail("events", "a list of event types from: " + ", ".join(model.WEBHOOK_EVENTS))
+        default = model.Webhook(url=url, secret=secret)
+        hook = model.Webhook(
+            url=url,
+            secret=secret,
+            events=events,
+            timeout=table.duration("timeout", default.timeout),
+            max_concurrency=table.integer("max_concurrency", default.max_concurrency, 1, 100),
+            retry=_retry(table.table_of("retry"), default.retry),
+        )
         table.finish()
-        hooks.append(model.Webhook(url=url, secret=secret, events=events))
+        hooks.append(hook)
     return tuple(hooks)
+
+
+def _is_webhook_secret(secret: str) -> bool:
+    """Check the Standard Webhooks form of a symmetric secret: "whsec_" + base64 of 24 to 64 bytes."""
+    prefix, _, encoded = secret.partition("_")
+    if prefix != "whsec" or not encoded:
+        return False
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 24 <= len(key) <= 64
+
+
+# RFC 3463 class.subject.detail; "x" stands for any number.
+_STATUS_PATTERN = re.compile(r"^5\.(\d{1,3}|x)\.(\d{1,3}|x)$", re.ASCII)
+
+
+def _suppression(section: Section) -> model.SuppressionConfig:
+    section.expect("codes", "action", "ttl")
+    default = model.SuppressionConfig()
+    codes = section.string_list("codes", default.codes)
+    if not all(_STATUS_PATTERN.match(code) for code in codes):
+        raise section.fail("codes", 'a list of permanent enhanced status codes such as "5.1.1" or "5.1.x"')
+    config = model.SuppressionConfig(
+        codes=codes,
+        action=section.choice("action", default.action, model.SUPPRESSION_ACTIONS),
+        ttl=section.duration("ttl", default.ttl),
+    )
+    section.finish()
+    return config
+
+
+def _idempotency(section: Section) -> model.IdempotencyConfig:
+    section.expect("window", "by_message_id")
+    default = model.IdempotencyConfig()
+    config = model.IdempotencyConfig(
+        window=section.duration("window", default.window),
+        by_message_id=section.boolean("by_message_id", default.by_message_id),
+    )
+    section.finish()
+    return config
 
 
 def _host_ports(section: Section, name: str, default: tuple, default_port: int | None) -> tuple[HostPort, ...]:
@@ -354,11 +321,7 @@ def _host_port(section: Section, name: str, text: str, default_port: int | None)
         return parse_host_port(text, default_port)
     except ValueError:
         form = '"host:port" or "[ipv6]:port"' if default_port is None else '"host", "host:port" or "[ipv6]:port"'
-        raise ConfigError(f"{section.key(name)} = {_show(section.table[name])}: invalid address {text!r}; expected {form}") from None
-
-
-def _missing(section: Section, name: str) -> ConfigError:
-    return ConfigError(f"{section.key(name)}: missing; this key is required")
+        raise ConfigError(f"{section.key(name)} = {show_value(section.table[name])}: invalid address {text!r}; expected {form}") from None
 
 
 def _ascii_domain(domain: str) -> str | None:
@@ -374,13 +337,3 @@ def _is_hostname(name: str) -> bool:
         0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii() and not label.startswith("-") and not label.endswith("-")
         for label in labels
     )
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    return repr(value)

@@ -1,0 +1,136 @@
+"""The TOML table reader that every section parser uses, and the error it raises."""
+
+from typing import Any
+
+from relayd.config.units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
+
+
+class ConfigError(Exception):
+    """An invalid configuration file; the message names the key, the value and what is allowed."""
+
+
+class Section:
+    """One TOML table being read; `finish()` raises ConfigError for any key that was not read."""
+
+    def __init__(self, table: Any, path: str):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: expected a table, found {show_value(table)}")
+        self.table = table
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return name in self.table
+
+    def raw(self, name: str) -> Any:
+        self.used.add(name)
+        return self.table[name]
+
+    def fail(self, name: str, allowed: str) -> ConfigError:
+        return ConfigError(f"{self.key(name)} = {show_value(self.table[name])}: expected {allowed}")
+
+    def string(self, name: str, default: str) -> str:
+        if not self.has(name):
+            return default
+        value = self.raw(name)
+        if not isinstance(value, str) or not value:
+            raise self.fail(name, "a non-empty string")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.string(name, default)
+        if value not in choices:
+            raise self.fail(name, "one of " + ", ".join(f'"{c}"' for c in choices))
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        if not self.has(name):
+            return default
+        value = self.raw(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(name, f"an integer from {low} to {high}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        if not self.has(name):
+            return default
+        value = self.raw(name)
+        if not isinstance(value, bool):
+            raise self.fail(name, "true or false")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        if not self.has(name):
+            return default
+        value = self.raw(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise self.fail(name, f"a number from {low} to {high}")
+        return float(value)
+
+    def duration(self, name: str, default: float) -> float:
+        if not self.has(name):
+            return default
+        value = self.raw(name)
+        try:
+            seconds = parse_duration(value) if isinstance(value, str) else -1
+        except ValueError:
+            seconds = -1
+        if seconds <= 0:
+            raise self.fail(name, f"{DURATION_HELP}, greater than zero")
+        return seconds
+
+    def size(self, name: str, default: int) -> int:
+        if not self.has(name):
+            return default
+        value = self.raw(name)
+        try:
+            size = parse_size(value) if isinstance(value, str) else 0
+        except ValueError:
+            size = 0
+        if size <= 0:
+            raise self.fail(name, f"{SIZE_HELP}, greater than zero")
+        return size
+
+    def string_list(self, name: str, default: tuple) -> tuple[str, ...] | tuple:
+        if not self.has(name):
+            return default
+        value = self.raw(name)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(name, "a list of strings")
+        return tuple(value)
+
+    def table_of(self, name: str) -> "Section":
+        value = self.raw(name) if self.has(name) else {}
+        return Section(value, self.key(name))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            name = unknown[0]
+            raise ConfigError(
+                f"{self.key(name)} = {show_value(self.table[name])}: unknown key; the keys allowed here are: {self.allowed}"
+            )
+
+    allowed = ""
+
+    def expect(self, *names: str) -> "Section":
+        """Declare the keys this table may contain, for the unknown-key message."""
+        self.allowed = ", ".join(names)
+        return self
+
+
+def missing(section: Section, name: str) -> ConfigError:
+    return ConfigError(f"{section.key(name)}: missing; this key is required")
+
+
+def show_value(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)

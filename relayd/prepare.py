@@ -25,17 +25,63 @@ def header_names(content: bytes) -> set[str]:
     Continuation lines and lines that are not fields (an mbox "From " line)
     are skipped.
     """
+    return {name for name, _, _ in _header_fields(content) if name}
+
+
+def header_field(content: bytes, name: str) -> str | None:
+    """Return the unfolded value of the first `name` field of the header section, or None.
+
+    RFC 5322 2.2.3: unfolding removes each CRLF that precedes white space.
+    Octets that are not UTF-8 are replaced, since the value is only read.
+    """
+    wanted = name.lower()
+    for field_name, start, end in _header_fields(content):
+        if field_name == wanted:
+            unfolded = content[start:end].replace(b"\r\n", b"")
+            value = unfolded.split(b":", 1)[1]
+            return value.decode("utf-8", "replace").strip()
+    return None
+
+
+def remove_fields(content: bytes, name: str) -> bytes:
+    """Return `content` without any `name` field, continuation lines included, in its header section."""
+    wanted = name.lower()
+    kept = []
+    position = 0
+    for field_name, start, end in _header_fields(content):
+        if field_name == wanted:
+            kept.append(content[position:start])
+            position = end
+    if not kept:
+        return content
+    return b"".join(kept) + content[position:]
+
+
+def _header_fields(content: bytes) -> list[tuple[str | None, int, int]]:
+    """Split the header section into fields: (lower-cased name or None, start offset, end offset).
+
+    A field runs from its first line to the CRLF ending its last
+    continuation line. A line that is not a field gets the name None.
+    """
     if content.startswith(b"\r\n"):
         # An empty line first: the header section is empty.
-        return set()
-    end = content.find(b"\r\n\r\n")
-    header_block = content if end < 0 else content[:end]
-    names = set()
-    for line in header_block.split(b"\r\n"):
-        match = _FIELD_NAME.match(line)
-        if match:
-            names.add(match.group(1).decode("ascii").lower())
-    return names
+        return []
+    blank = content.find(b"\r\n\r\n")
+    header_end = len(content) if blank < 0 else blank + 2
+    fields: list[tuple[str | None, int, int]] = []
+    position = 0
+    while position < header_end:
+        line_end = content.find(b"\r\n", position, header_end)
+        line_end = header_end if line_end < 0 else line_end + 2
+        line = content[position:line_end]
+        if line[:1] in (b" ", b"\t") and fields:
+            name, start, _ = fields[-1]
+            fields[-1] = (name, start, line_end)
+        else:
+            match = _FIELD_NAME.match(line)
+            fields.append((match.group(1).decode("ascii").lower() if match else None, position, line_end))
+        position = line_end
+    return fields
 
 
 def received_header(

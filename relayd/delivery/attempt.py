@@ -6,13 +6,16 @@ from typing import Callable
 
 import structlog
 
-from relayd import maillog
+from relayd import events, maillog
 from relayd.config import Config
 from relayd.delivery import outcome
 from relayd.delivery.courier import AttemptResult, Courier, OutboundEnvelope, RecipientResult
 from relayd.delivery.retry import next_attempt_time
 from relayd.delivery.routing import RouteError, Router
+from relayd.events import EventRecorder
 from relayd.spool import RecipientUpdate, Spool
+from relayd.state import StateError
+from relayd.suppression import SuppressionList
 
 log = structlog.get_logger("relayd.delivery")
 
@@ -32,6 +35,8 @@ class AttemptRunner:
         courier: Courier,
         clock: Callable[[], float] = time.time,
         random_source: Callable[[], float] = random.random,
+        recorder: EventRecorder | None = None,
+        suppressions: SuppressionList | None = None,
     ):
         self.config = config
         self.spool = spool
@@ -39,6 +44,8 @@ class AttemptRunner:
         self.courier = courier
         self.clock = clock
         self.random = random_source
+        self.recorder = recorder
+        self.suppressions = suppressions
 
     async def __call__(self, queue_id: str, domain: str) -> float | None:
         """Run one attempt; return when the next one is due, or None when none is needed."""
@@ -81,7 +88,31 @@ class AttemptRunner:
                 if due is None:
                     state = "expired"
             updates.append(RecipientUpdate(item.address, state, attempts, due, str(item.reply), item.host))
+
+        # Events go to the outbox before the spool records the outcome. A
+        # crash between the two repeats the attempt under the same attempt
+        # number, and the same outcome then gets the same event id: no
+        # event is lost and none is stored twice.
+        if self.recorder is not None:
+            await self.recorder.record(
+                [
+                    events.state_change(
+                        update.state,
+                        queue_id=message.queue_id,
+                        message_id=message.message_id,
+                        recipient=update.address,
+                        domain=self._domain(recipients, update.address),
+                        timestamp=now,
+                        attempt=update.attempts,
+                        host=result.host or item.host,
+                        reply=item.reply,
+                        next_attempt=update.next_attempt,
+                    )
+                    for update, item in zip(updates, result.results)
+                ]
+            )
         await self.spool.record(message.queue_id, updates)
+        await self._suppress_hard_bounces(message.queue_id, updates, result)
 
         delays = {"spool": round(started - message.received_at, 3), **result.delays}
         for update, item in zip(updates, result.results):
@@ -101,6 +132,22 @@ class AttemptRunner:
 
         due_times = [u.next_attempt for u in updates if u.state == outcome.DEFERRED]
         return min(due_times) if due_times else None
+
+    async def _suppress_hard_bounces(self, queue_id: str, updates: list[RecipientUpdate], result: AttemptResult) -> None:
+        if self.suppressions is None:
+            return
+        for update, item in zip(updates, result.results):
+            if update.state != outcome.BOUNCED:
+                continue
+            try:
+                entry = await self.suppressions.add_bounce(update.address, item.reply)
+            except StateError as exc:
+                log.error("suppression_add_failed", queue_id=queue_id, recipient=update.address, error=str(exc))
+                continue
+            if entry is not None:
+                maillog.suppression_added(
+                    queue_id=queue_id, recipient=update.address, reason=entry.reason, expires_at=entry.expires_at
+                )
 
     @staticmethod
     def _domain(recipients, address: str) -> str:

@@ -4,18 +4,22 @@ import dataclasses
 import ipaddress
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable
 
 import structlog
 
-from relayd import maillog
+from relayd import events, maillog
 from relayd.addresses import Address, AddressError, parse_path
 from relayd.config import Config
-from relayd.prepare import prepare
+from relayd.events import EventRecorder
+from relayd.prepare import header_field, prepare, remove_fields
 from relayd.reply import Reply
-from relayd.smtp import replies
+from relayd.smtp import idempotency, replies
 from relayd.smtp.content import check_content
 from relayd.spool import NewMessage, Spool, SpoolError, SpoolFull, new_queue_id
+from relayd.state import COMMITTED, PENDING, IdempotencyKey, IdempotencyStore, StateError, Suppression
+from relayd.suppression import BOUNCE, SuppressionList
 
 log = structlog.get_logger("relayd.smtp")
 
@@ -29,13 +33,26 @@ class Transaction:
 
     sender: Address | None = None
     recipients: list[Address] = field(default_factory=list)
+    # Recipients accepted only to be dropped (suppression.action = "drop"), by address.
+    suppressed: dict[str, Suppression] = field(default_factory=dict)
 
 
 class SubmissionHandler:
-    def __init__(self, config: Config, spool: Spool, on_accepted: AcceptedCallback):
+    def __init__(
+        self,
+        config: Config,
+        spool: Spool,
+        on_accepted: AcceptedCallback,
+        suppressions: SuppressionList,
+        keys: IdempotencyStore,
+        recorder: EventRecorder,
+    ):
         self.config = config
         self.spool = spool
         self.on_accepted = on_accepted
+        self.suppressions = suppressions
+        self.keys = keys
+        self.recorder = recorder
 
     def _client(self, session) -> str:
         return str(session.peer[0]) if session.peer else "unknown"
@@ -89,11 +106,29 @@ class SubmissionHandler:
             return self._reject(session, _bad_address(exc), "invalid recipient address", recipient=address)
         if recipient.is_literal:
             return self._reject(session, replies.R553_ADDRESS_LITERAL, "address literal recipient", recipient=address)
+
+        entry = await self._suppression(recipient)
+        if entry is not None and self.config.suppression.action == "reject":
+            return self._reject(
+                session, _suppressed_reply(entry), f"recipient suppressed: {entry.reason}", recipient=str(recipient)
+            )
+        if entry is not None:
+            transaction.suppressed[str(recipient)] = entry
+
         if str(recipient) not in {str(r) for r in transaction.recipients}:
             transaction.recipients.append(recipient)
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
         return str(replies.R250_RECIPIENT_OK)
+
+    async def _suppression(self, recipient: Address) -> Suppression | None:
+        try:
+            return await self.suppressions.find(f"{recipient.local}@{recipient.ascii_domain}")
+        except StateError as exc:
+            # A broken state store must not stop mail: the recipient is
+            # accepted as if it were not suppressed.
+            log.error("suppression_check_failed", recipient=str(recipient), error=str(exc))
+            return None
 
     async def handle_RSET(self, server, session, envelope):
         return str(replies.R250_OK)
@@ -105,32 +140,64 @@ class SubmissionHandler:
         if problem is not None:
             return self._reject(session, problem, problem.text, size=len(content))
 
+        client = self._client(session)
+        key = idempotency.submission_key(content, client, self.config.idempotency)
+        # The key is for relayd alone: it never reaches the recipients.
+        content = remove_fields(content, idempotency.HEADER)
         queue_id = new_queue_id()
+        if key is not None:
+            try:
+                claim = await idempotency.claim(self.keys, key, queue_id, self.config.idempotency.window)
+            except StateError as exc:
+                return self._reject(session, replies.R451_STORE_FAILED, f"idempotency key store failed: {exc}")
+            if claim.status == COMMITTED:
+                return await self._duplicate(session, transaction, content, key, claim.queue_id)
+            if claim.status == PENDING:
+                return self._reject(session, replies.R451_KEY_IN_USE, f"idempotency key held by {claim.queue_id}")
+
         received_at = time.time()
         prepared = prepare(
             content,
             queue_id=queue_id,
             hostname=self.config.server.hostname,
-            client_ip=self._client(session),
+            client_ip=client,
             client_helo=session.host_name or "",
             protocol=_protocol(session, envelope),
             recipients=[str(r) for r in transaction.recipients],
         )
+        message_id = header_field(prepared, "message-id") or ""
+        delivered = [r for r in transaction.recipients if str(r) not in transaction.suppressed]
+        dropped = [r for r in transaction.recipients if str(r) in transaction.suppressed]
         message = NewMessage(
             sender=str(transaction.sender) if transaction.sender else "",
-            recipients=tuple((str(r), r.ascii_domain) for r in transaction.recipients),
+            recipients=tuple((str(r), r.ascii_domain) for r in delivered),
             content=prepared,
             received_at=received_at,
-            client=self._client(session),
+            client=client,
             smtputf8=bool(envelope.smtp_utf8),
             body_8bit="BODY=8BITMIME" in envelope.mail_options,
+            message_id=message_id,
         )
-        try:
-            await self.spool.add(queue_id, message)
-        except SpoolFull as exc:
-            return self._reject(session, replies.R452_SPOOL_FULL, f"spool full: {exc}")
-        except SpoolError as exc:
-            return self._reject(session, replies.R451_STORE_FAILED, f"spool write failed: {exc}")
+        if delivered:
+            try:
+                await self.spool.add(queue_id, message)
+            except SpoolError as exc:
+                await self._release(key, queue_id)
+                if isinstance(exc, SpoolFull):
+                    return self._reject(session, replies.R452_SPOOL_FULL, f"spool full: {exc}")
+                return self._reject(session, replies.R451_STORE_FAILED, f"spool write failed: {exc}")
+
+        # The events are stored before the key is committed and before any
+        # attempt is scheduled, so they come first in the message's order.
+        await self.recorder.record(
+            [self._event("queued", queue_id, message_id, r, received_at) for r in delivered]
+            + [
+                self._event("suppressed", queue_id, message_id, r, received_at, transaction.suppressed[str(r)].reason)
+                for r in dropped
+            ]
+        )
+        if key is not None:
+            await self._commit(key, queue_id)
 
         maillog.accepted(
             queue_id=queue_id,
@@ -139,8 +206,56 @@ class SubmissionHandler:
             size=len(prepared),
             client=message.client,
         )
-        self.on_accepted(queue_id, {r.ascii_domain for r in transaction.recipients})
+        for recipient in dropped:
+            maillog.suppressed(
+                queue_id=queue_id, recipient=str(recipient), reason=transaction.suppressed[str(recipient)].reason, client=client
+            )
+        if delivered:
+            self.on_accepted(queue_id, {r.ascii_domain for r in delivered})
         return str(replies.R250_QUEUED.format(queue_id=queue_id))
+
+    async def _duplicate(self, session, transaction: Transaction, content: bytes, key: IdempotencyKey, original: str) -> str:
+        now = time.time()
+        message_id = header_field(content, "message-id") or ""
+        await self.recorder.record(
+            [
+                events.duplicate(queue_id=original, message_id=message_id, recipient=str(r), domain=r.ascii_domain, timestamp=now)
+                for r in transaction.recipients
+            ]
+        )
+        maillog.duplicate(
+            queue_id=original, client=self._client(session), recipients=len(transaction.recipients), key_kind=key.kind
+        )
+        return str(replies.R250_DUPLICATE.format(queue_id=original))
+
+    @staticmethod
+    def _event(event_type: str, queue_id: str, message_id: str, recipient: Address, now: float, reason: str = ""):
+        return events.state_change(
+            event_type,
+            queue_id=queue_id,
+            message_id=message_id,
+            recipient=str(recipient),
+            domain=recipient.ascii_domain,
+            timestamp=now,
+            reason=reason,
+        )
+
+    async def _commit(self, key: IdempotencyKey, queue_id: str) -> None:
+        try:
+            await self.keys.commit_key(key, queue_id)
+        except StateError as exc:
+            # The message is spooled, so the client still gets 250. The claim
+            # stays pending: resubmissions get 451 until the next start
+            # settles it from the spool.
+            log.error("idempotency_commit_failed", queue_id=queue_id, error=str(exc))
+
+    async def _release(self, key: IdempotencyKey | None, queue_id: str) -> None:
+        if key is None:
+            return
+        try:
+            await self.keys.release_key(key, queue_id)
+        except StateError as exc:
+            log.error("idempotency_release_failed", queue_id=queue_id, error=str(exc))
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would send the exception's class name to the client.
@@ -150,6 +265,13 @@ class SubmissionHandler:
 
 def _bad_address(error: AddressError) -> Reply:
     return dataclasses.replace(replies.R553_BAD_ADDRESS, enhanced=error.enhanced).format(detail=str(error))
+
+
+def _suppressed_reply(entry: Suppression) -> Reply:
+    date = datetime.fromtimestamp(entry.created_at, timezone.utc).strftime("%Y-%m-%d")
+    if entry.source == BOUNCE:
+        return replies.R550_SUPPRESSED_BOUNCE.format(date=date)
+    return replies.R550_SUPPRESSED_MANUAL.format(date=date)
 
 
 def _protocol(session, envelope) -> str:

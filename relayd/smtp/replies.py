@@ -11,8 +11,14 @@ R250_OK = Reply(250, "2.0.0", "Ok")
 R250_SENDER_OK = Reply(250, "2.1.0", "Sender ok")
 R250_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
 R250_QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
+# A resubmission with the Idempotency-Key (or Message-ID) of a message
+# accepted within the window: nothing new is queued.
+R250_DUPLICATE = Reply(250, "2.0.0", "Ok: duplicate of {queue_id}")
 
 R451_STORE_FAILED = Reply(451, "4.3.0", "Temporary failure storing the message, try again later")
+R451_KEY_IN_USE = Reply(
+    451, "4.3.0", "Another submission with the same Idempotency-Key is being stored right now, try again later"
+)
 R452_SPOOL_FULL = Reply(452, "4.3.1", "Insufficient storage for the message, try again later")
 # RFC 5321 4.5.3.1.10: 452 to RCPT when the recipient limit is reached, and
 # the client sends the remaining recipients in a further transaction.
@@ -28,6 +34,16 @@ R503_NEED_MAIL = Reply(503, "5.5.1", "Send MAIL FROM first")
 R503_NEED_RCPT = Reply(503, "5.5.1", "Send RCPT TO first: the message has no valid recipient")
 R503_NEED_EHLO = Reply(503, "5.5.1", "Send EHLO or HELO first")
 R550_RELAY_DENIED = Reply(550, "5.7.1", "Relay access denied: client address {client} is not in an allowed network")
+# RFC 3463 X.1.1: the mailbox is treated as nonexistent while it is suppressed.
+R550_SUPPRESSED_BOUNCE = Reply(
+    550,
+    "5.1.1",
+    "Recipient suppressed: a message to this address bounced permanently on {date}, "
+    "and it stays refused until it is removed from the suppression list",
+)
+R550_SUPPRESSED_MANUAL = Reply(
+    550, "5.1.1", "Recipient suppressed: the operator put this address on the suppression list on {date}"
+)
 # The enhanced code is replaced by the one the address check chose.
 R553_BAD_ADDRESS = Reply(553, "5.1.3", "Invalid address: {detail}")
 R553_ADDRESS_LITERAL = Reply(553, "5.1.2", "Address literals as recipient domains are not relayed; use a domain name")

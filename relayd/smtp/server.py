@@ -9,8 +9,7 @@ from aiosmtpd.smtp import SMTP
 from relayd.config import Config
 from relayd.reply import Reply
 from relayd.smtp import replies
-from relayd.smtp.handler import AcceptedCallback, SubmissionHandler
-from relayd.spool import Spool
+from relayd.smtp.handler import SubmissionHandler
 
 log = structlog.get_logger("relayd.smtp")
 
@@ -128,9 +127,8 @@ def _add_enhanced_code(text: str) -> str:
     return f"{code} {code[0]}.0.0 {rest}"
 
 
-async def start_listeners(config: Config, spool: Spool, on_accepted: AcceptedCallback) -> list[asyncio.AbstractServer]:
+async def start_listeners(config: Config, handler: SubmissionHandler) -> list[asyncio.AbstractServer]:
     """Start one listening socket for each `smtp.listen` address."""
-    handler = SubmissionHandler(config, spool, on_accepted)
     loop = asyncio.get_running_loop()
     servers = []
     for address in config.smtp.listen:

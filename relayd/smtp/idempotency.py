@@ -32,13 +32,15 @@ def submission_key(content: bytes, client: str, config: IdempotencyConfig) -> Id
     return None
 
 
-async def claim(store: IdempotencyStore, key: IdempotencyKey, queue_id: str, window: float) -> Reservation:
-    """Reserve `key` for `queue_id`, waiting while another submission holds it pending.
+async def claim(
+    store: IdempotencyStore, key: IdempotencyKey, queue_id: str, window: float, wait: float = CLAIM_WAIT
+) -> Reservation:
+    """Reserve `key` for `queue_id`, waiting up to `wait` seconds while another submission holds it pending.
 
-    Returns RESERVED, COMMITTED (a duplicate) or, after CLAIM_WAIT, PENDING.
-    Raises StateError when the store fails.
+    Returns RESERVED, COMMITTED (a duplicate) or, when the wait ran out,
+    PENDING. Raises StateError when the store fails.
     """
-    deadline = time.monotonic() + CLAIM_WAIT
+    deadline = time.monotonic() + wait
     while True:
         reservation = await store.reserve_key(key, queue_id, time.time(), window)
         if reservation.status != PENDING or time.monotonic() >= deadline:

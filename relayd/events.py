@@ -3,7 +3,7 @@
 An event's id is derived from what it describes (queue id, recipient, type
 and attempt), so storing the same state change twice, as a repeated attempt
 after a crash does, keeps one event, and a receiver that dedupes on
-`webhook-id` sees it once. Only `duplicate` events get a random id, because
+`webhook-id` processes it once. Only `duplicate` events get a random id, because
 each resubmission is a new fact. docs/events.md documents the JSON.
 """
 
@@ -99,7 +99,7 @@ def state_change(
 
 
 def duplicate(*, queue_id: str, message_id: str, recipient: str, domain: str, timestamp: float) -> Event:
-    """Build the event for a resubmission answered with the queue id of the original message."""
+    """Build the event for a resubmission that got the queue id of the original message back."""
     return Event(
         id="evt_" + secrets.token_hex(16),
         type="duplicate",
@@ -124,7 +124,7 @@ class EventRecorder:
         self.notify = notify or (lambda url: None)
 
     async def record(self, events: list[Event]) -> None:
-        """Store `events`; a store failure is logged and never raised, so it cannot hold up mail."""
+        """Store `events`; a StateError is logged, not raised, so a failing store cannot hold up mail."""
         entries = [
             OutboxEntry(
                 endpoint=hook.url,

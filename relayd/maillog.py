@@ -25,7 +25,7 @@ def accepted(*, queue_id: str, sender: str, recipients: int, size: int, client: 
 
 
 def duplicate(*, queue_id: str, client: str, recipients: int, key_kind: str) -> None:
-    """Log a resubmission answered with the queue id of the message it repeats."""
+    """Log a resubmission that got the queue id of the message it repeats back."""
     log.info("duplicate", queue_id=queue_id, client=client, recipients=recipients, key_kind=key_kind)
 
 

@@ -34,9 +34,9 @@ def header_field(content: bytes, name: str) -> str | None:
     RFC 5322 2.2.3: unfolding removes each CRLF that precedes white space.
     Octets that are not UTF-8 are replaced, since the value is only read.
     """
-    wanted = name.lower()
+    target = name.lower()
     for field_name, start, end in _header_fields(content):
-        if field_name == wanted:
+        if field_name == target:
             unfolded = content[start:end].replace(b"\r\n", b"")
             value = unfolded.split(b":", 1)[1]
             return value.decode("utf-8", "replace").strip()
@@ -45,16 +45,16 @@ def header_field(content: bytes, name: str) -> str | None:
 
 def remove_fields(content: bytes, name: str) -> bytes:
     """Return `content` without any `name` field, continuation lines included, in its header section."""
-    wanted = name.lower()
-    kept = []
+    target = name.lower()
+    pieces = []
     position = 0
     for field_name, start, end in _header_fields(content):
-        if field_name == wanted:
-            kept.append(content[position:start])
+        if field_name == target:
+            pieces.append(content[position:start])
             position = end
-    if not kept:
+    if not pieces:
         return content
-    return b"".join(kept) + content[position:]
+    return b"".join(pieces) + content[position:]
 
 
 def _header_fields(content: bytes) -> list[tuple[str | None, int, int]]:

@@ -56,15 +56,15 @@ def one_line(text: str) -> str:
 def code_matches(status: str, pattern: str) -> bool:
     """Match an enhanced status code against a pattern such as "5.1.1" or "5.1.x"."""
     parts = status.split(".")
-    wanted = pattern.split(".")
-    return len(parts) == len(wanted) and all(w in ("x", p) for p, w in zip(parts, wanted))
+    pattern_parts = pattern.split(".")
+    return len(parts) == len(pattern_parts) and all(q in ("x", p) for p, q in zip(parts, pattern_parts))
 
 
 def suppresses(reply: Reply, codes: Iterable[str]) -> bool:
     """Whether a bounce with `reply` adds the recipient to the list.
 
-    Only permanent replies with an enhanced status code qualify: a bare 550
-    says too little about the mailbox to stop all mail to it.
+    Only permanent replies with an enhanced status code qualify, because a
+    bare 550 does not show that the mailbox itself is unusable.
     """
     return reply.is_permanent and bool(reply.enhanced) and any(code_matches(reply.enhanced, c) for c in codes)
 

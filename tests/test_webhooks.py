@@ -52,7 +52,7 @@ def test_retry_after_seconds_only(value, seconds):
 
 
 class FakeTransport:
-    """Answers each request from a script of statuses and records what was sent."""
+    """Returns a scripted status for each request and records what was sent."""
 
     def __init__(self, statuses=None, delay: float = 0.0):
         self.statuses = list(statuses or [])
@@ -152,7 +152,7 @@ async def test_each_request_signed_with_attempt_time(store):
 
 
 async def test_failures_retried_until_2xx(store):
-    transport = FakeTransport([500, WebhookError("no answer within 1s"), (503, None), 204])
+    transport = FakeTransport([500, WebhookError("timed out after 1s without a response"), (503, None), 204])
     webhook = hook()
     await store.enqueue_events(entries(webhook.url, "Q1", 2))
     with capture_logs() as logs:
@@ -175,12 +175,12 @@ async def test_retry_after_delays_next_request(store):
     dispatcher = await run_dispatcher(store, [webhook], {webhook.url: transport})
 
     await wait_for(lambda: len(transport.sent) == 1)
-    refused_at = time.monotonic()
+    rejected_at = time.monotonic()
     await wait_for(lambda: len(transport.sent) == 2)
     await dispatcher.stop(1.0)
 
     # The policy alone would retry after about 0.05 s.
-    assert time.monotonic() - refused_at >= 0.45
+    assert time.monotonic() - rejected_at >= 0.45
 
 
 async def test_given_up_after_give_up_age(store):

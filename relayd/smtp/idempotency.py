@@ -9,9 +9,9 @@ from relayd.state import PENDING, IdempotencyKey, IdempotencyStore, Reservation
 
 HEADER = "Idempotency-Key"
 
-# How long a submission waits for another one that holds the same key to
-# finish storing its message; storing takes milliseconds, so a longer wait
-# means the other submission is stuck, and the client is told to retry.
+# How long a submission waits for another one with the same key to finish
+# storing its message. Storing takes milliseconds, so a longer wait means the
+# other submission is stuck, and the client gets 451 and retries later.
 CLAIM_WAIT = 10.0
 CLAIM_POLL_INTERVAL = 0.05
 
@@ -35,7 +35,7 @@ def submission_key(content: bytes, client: str, config: IdempotencyConfig) -> Id
 async def claim(
     store: IdempotencyStore, key: IdempotencyKey, queue_id: str, window: float, wait: float = CLAIM_WAIT
 ) -> Reservation:
-    """Reserve `key` for `queue_id`, waiting up to `wait` seconds while another submission holds it pending.
+    """Reserve `key` for `queue_id`, waiting up to `wait` seconds while another submission has it pending.
 
     Returns RESERVED, COMMITTED (a duplicate) or, when the wait ran out,
     PENDING. Raises StateError when the store fails.

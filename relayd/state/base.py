@@ -46,7 +46,7 @@ class IdempotencyKey:
 
 # The outcomes of IdempotencyStore.reserve_key().
 RESERVED = "reserved"      # the key was free and now belongs to the caller's queue id
-PENDING = "pending"        # another submission holds the key and has not stored its message yet
+PENDING = "pending"        # another submission reserved the key and has not stored its message yet
 COMMITTED = "committed"    # a message with this key was accepted within the window
 
 

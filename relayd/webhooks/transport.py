@@ -1,7 +1,7 @@
 """The HTTP client that sends webhook requests, with aiohttp.
 
-aiohttp and OSError exceptions end here: a request that gets no HTTP answer
-raises WebhookError, and any answer becomes its status code.
+aiohttp and OSError exceptions end here: a request that gets no HTTP
+response raises WebhookError, and any response becomes its status code.
 """
 
 import asyncio
@@ -18,7 +18,7 @@ MAX_RESPONSE_BODY = 64 * 1024
 
 
 class WebhookError(Exception):
-    """A request that got no HTTP answer: refused, reset, timed out or failed in TLS."""
+    """A request that got no HTTP response: refused, reset, timed out or failed in TLS."""
 
 
 class Transport(Protocol):
@@ -48,7 +48,7 @@ class HttpTransport:
                 await response.content.read(MAX_RESPONSE_BODY)
                 return response.status, _retry_after(response.headers.get("retry-after"))
         except (TimeoutError, asyncio.TimeoutError) as exc:
-            raise WebhookError(f"no answer within {timeout:g}s") from exc
+            raise WebhookError(f"timed out after {timeout:g}s without a response") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise WebhookError(f"request failed: {exc}") from exc
 

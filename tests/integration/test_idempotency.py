@@ -49,7 +49,7 @@ def test_same_key_twice_delivered_once(sinks, daemon, webhook_receiver):
     duplicate = relayd.wait_for_event("duplicate")[0]
     assert duplicate["queue_id"] == queue_id_of(first)
     assert duplicate["key_kind"] == "idempotency-key"
-    receiver.wait_until(lambda r: len(r.unique()) == 2, what="queued and duplicate events")
+    receiver.wait_until(lambda r: len(r.unique()) == 2, description="queued and duplicate events")
     types = [r.event["type"] for r in receiver.requests]
     assert types == ["queued", "duplicate"]
     assert all(r.event["data"]["queue_id"] == queue_id_of(first) for r in receiver.requests)

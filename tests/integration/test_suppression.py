@@ -110,7 +110,7 @@ def test_drop_mode_accepts_and_reports(sinks, daemon, webhook_receiver):
 
     only_dropped = relayd.submit(["quiet@supp.test"], MESSAGE)
     relayd.wait_for_event("suppressed", queue_id=only_dropped)
-    receiver.wait_until(lambda r: len(r.unique()) == 3, what="queued and two suppressed events")
+    receiver.wait_until(lambda r: len(r.unique()) == 3, description="queued and two suppressed events")
     types = sorted((r.event["type"], r.event["data"]["recipient"]) for r in receiver.requests)
     assert types == [("queued", "loud@supp.test"), ("suppressed", "quiet@supp.test"), ("suppressed", "quiet@supp.test")]
     suppressed = next(r.event for r in receiver.requests if r.event["type"] == "suppressed")

@@ -15,7 +15,7 @@ def submit(relayd, recipients: list[str], n: int) -> str:
 
 
 def expected_events(relayd, submitted: dict[str, list[str]]) -> set[tuple]:
-    """Return (type, queue id, recipient, attempt) for every event relayd's log says happened."""
+    """Return (type, queue id, recipient, attempt) for every event that relayd's log records."""
     expected = {("queued", queue_id, r, 0) for queue_id, recipients in submitted.items() for r in recipients}
     for name in DELIVERY_EVENTS:
         for line in relayd.events(name):
@@ -52,7 +52,7 @@ def test_events_survive_outage_and_restart(sinks, daemon, webhook_receiver):
     submitted[first] = ["ok1@hooks.test", "gone@hooks.test"]
     grey = submit(relayd, ["grey@hooks.test"], 2)
     submitted[grey] = ["grey@hooks.test"]
-    everything.wait_until(lambda r: len(r.unique()) >= 5, what="first events")
+    everything.wait_until(lambda r: len(r.unique()) >= 5, description="first events")
 
     # The endpoint goes down: mail goes on at full speed.
     everything.stop()
@@ -76,9 +76,9 @@ def test_events_survive_outage_and_restart(sinks, daemon, webhook_receiver):
 
     everything.start()
     expected = expected_events(relayd, submitted)
-    everything.wait_until(lambda r: received_events(r) >= expected, timeout=30, what="every event")
+    everything.wait_until(lambda r: received_events(r) >= expected, timeout=30, description="every event")
     finals.wait_until(
-        lambda r: received_events(r) >= {e for e in expected if e[0] in ("delivered", "bounced")}, what="final events"
+        lambda r: received_events(r) >= {e for e in expected if e[0] in ("delivered", "bounced")}, description="final events"
     )
     time.sleep(0.5)
 
@@ -126,11 +126,11 @@ def test_slow_endpoint_does_not_delay_mail(sinks, daemon, webhook_receiver):
     assert len(sink.wait_for(5, timeout=5)) == 5
     assert time.time() - started < 3.0
 
-    # Timed-out requests are retried until the endpoint answers in time.
+    # Timed-out requests are retried until the endpoint responds in time.
     assert slow.requests
     slow.delay = 0.0
     expected = {("delivered", q, f"user{n}@slow.test", 1) for n, q in enumerate(queue_ids)}
-    slow.wait_until(lambda r: received_events(r) >= expected, timeout=20, what="delivered events")
+    slow.wait_until(lambda r: received_events(r) >= expected, timeout=20, description="delivered events")
 
 
 def test_failing_endpoint_retried_until_2xx(sinks, daemon, webhook_receiver):
@@ -144,13 +144,13 @@ def test_failing_endpoint_retried_until_2xx(sinks, daemon, webhook_receiver):
         }
     )
     queue_id = submit(relayd, ["user@retry.test"], 1)
-    receiver.wait_until(lambda r: len(r.requests) >= 3, what="three refused requests")
+    receiver.wait_until(lambda r: len(r.requests) >= 3, description="three rejected requests")
     receiver.status = 200
-    refused = len(receiver.requests)
-    receiver.wait_until(lambda r: len(r.requests) > refused, what="an accepted request")
+    rejected = len(receiver.requests)
+    receiver.wait_until(lambda r: len(r.requests) > rejected, description="an accepted request")
     time.sleep(1.5)
     requests = receiver.requests
-    assert len(requests) == refused + 1, "nothing is sent again after a 2xx"
+    assert len(requests) == rejected + 1, "nothing is sent again after a 2xx"
     assert requests[0].event["data"]["queue_id"] == queue_id
     assert {r.webhook_id for r in requests} == {requests[0].webhook_id}, "one event, retried under one id"
     timestamps = [r.timestamp for r in requests]

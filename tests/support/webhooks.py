@@ -1,7 +1,7 @@
 """A webhook receiver for tests: an aiohttp server on loopback that checks every signature.
 
 It verifies the Standard Webhooks signature with its own HMAC code (not
-relayd's), records every request, and answers 204 to a valid one and 401
+relayd's), records every request, and responds 204 to a valid one and 401
 to one whose signature or timestamp is wrong. A test can stop() it to
 simulate an outage and start() it again on the same port.
 """
@@ -54,7 +54,7 @@ class WebhookReceiver:
         self.key = base64.b64decode(secret.removeprefix("whsec_"))
         # The status a valid request gets; a test may set 500 to refuse events.
         self.status = 204
-        # Seconds to wait before answering, to play a slow endpoint.
+        # Seconds to wait before responding, to play a slow endpoint.
         self.delay = 0.0
         self._requests: list[WebhookRequest] = []
         self._lock = threading.Condition()
@@ -94,13 +94,13 @@ class WebhookReceiver:
                 first.setdefault(request.webhook_id, request)
         return first
 
-    def wait_until(self, condition, timeout: float = 20.0, what: str = "condition") -> None:
+    def wait_until(self, condition, timeout: float = 20.0, description: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         with self._lock:
             while not condition(self):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"webhook receiver: {what} not met within {timeout}s; got {len(self._requests)} requests")
+                    raise AssertionError(f"webhook receiver: {description} not met within {timeout}s; got {len(self._requests)} requests")
                 self._lock.wait(min(remaining, 0.1))
 
     async def _start(self) -> None:

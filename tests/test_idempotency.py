@@ -12,7 +12,7 @@ from relayd.events import EventRecorder
 from relayd.smtp import idempotency
 from relayd.smtp.handler import SubmissionHandler, Transaction
 from relayd.spool import SpoolError
-from relayd.state import COMMITTED, PENDING, RESERVED, IdempotencyKey, Reservation, SqliteStateStore
+from relayd.state import COMMITTED, PENDING, RESERVED, IdempotencyKey, Reservation
 from relayd.suppression import SuppressionList
 
 CLIENT = "192.0.2.1"
@@ -84,11 +84,8 @@ class NoSuppressions:
 
 
 @pytest.fixture
-async def state(tmp_path):
-    store = SqliteStateStore(tmp_path / "state.db")
-    store.open()
-    yield store
-    store.close()
+def state(state_store):
+    return state_store
 
 
 def data_call(content: bytes):

@@ -21,11 +21,8 @@ OTHER_HOOK = "https://hooks.example.com/b"
 
 
 @pytest.fixture
-def store(tmp_path):
-    opened = SqliteStateStore(tmp_path / "spool" / "state.db")
-    opened.open()
-    yield opened
-    opened.close()
+def store(state_store):
+    return state_store
 
 
 def entry(event_id: str, queue_id: str = "Q1", endpoint: str = HOOK, created_at: float = 100.0) -> OutboxEntry:

@@ -8,7 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from relayd.config.model import RetryPolicy, Webhook
-from relayd.state import OutboxEntry, SqliteStateStore
+from relayd.state import OutboxEntry
 from relayd.webhooks import WebhookDispatcher, WebhookError, signing
 from relayd.webhooks.transport import _retry_after, redact_url
 
@@ -88,11 +88,8 @@ class FakeTransport:
 
 
 @pytest.fixture
-async def store(tmp_path):
-    opened = SqliteStateStore(tmp_path / "state.db")
-    opened.open()
-    yield opened
-    opened.close()
+def store(state_store):
+    return state_store
 
 
 def hook(url: str = "https://hooks.example.com/a", **overrides) -> Webhook:

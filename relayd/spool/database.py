@@ -36,10 +36,12 @@ class Database:
         return connection
 
     def open(self) -> None:
-        """Create the schema if needed and start the writer thread; raise OSError or sqlite3.Error."""
+        """Create the directory and schema if needed and start the writer thread; raise OSError or sqlite3.Error."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = self.connect()
         try:
-            connection.executescript(self._schema)
+            # One transaction, so creating the schema costs one fsync, not one per statement.
+            connection.executescript(f"BEGIN;\n{self._schema}\nCOMMIT;")
         finally:
             connection.close()
         self._writer.start()

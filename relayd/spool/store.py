@@ -91,7 +91,6 @@ class Spool:
     def open(self) -> None:
         """Create the directory and schema if needed and start the writer thread."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
             self._database.open()
         except (OSError, sqlite3.Error) as exc:
             raise SpoolError(f"cannot open the spool at {self.path}: {exc}") from exc

@@ -8,7 +8,7 @@ WAL mode also lets `relayd suppression` open the file while the daemon runs.
 
 import sqlite3
 from pathlib import Path
-from typing import Collection, Iterable
+from typing import Any, Awaitable, Collection, Iterable
 
 from relayd.spool.database import Database
 from relayd.state.base import (
@@ -71,7 +71,6 @@ class SqliteStateStore:
 
     def open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._database.open()
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open the state store at {self.path}: {exc}") from exc
@@ -80,16 +79,10 @@ class SqliteStateStore:
         self._database.close()
 
     async def _write(self, operation):
-        try:
-            return await self._database.write(operation)
-        except sqlite3.Error as exc:
-            raise StateError(str(exc)) from exc
+        return await _translated(self._database.write(operation))
 
     async def _read(self, query):
-        try:
-            return await self._database.read(query)
-        except sqlite3.Error as exc:
-            raise StateError(str(exc)) from exc
+        return await _translated(self._database.read(query))
 
     # Suppression list.
 
@@ -285,3 +278,11 @@ class SqliteStateStore:
             )
 
         await self._write(purge)
+
+
+async def _translated(pending: Awaitable[Any]) -> Any:
+    """Await `pending`, raising StateError in place of sqlite3.Error."""
+    try:
+        return await pending
+    except sqlite3.Error as exc:
+        raise StateError(str(exc)) from exc

@@ -146,15 +146,29 @@ class SubmissionHandler:
         content = remove_fields(content, idempotency.HEADER)
         queue_id = new_queue_id()
         if key is not None:
-            try:
-                claim = await idempotency.claim(self.keys, key, queue_id, self.config.idempotency.window)
-            except StateError as exc:
-                return self._reject(session, replies.R451_STORE_FAILED, f"idempotency key store failed: {exc}")
-            if claim.status == COMMITTED:
-                return await self._duplicate(session, transaction, content, key, claim.queue_id)
-            if claim.status == PENDING:
-                return self._reject(session, replies.R451_KEY_IN_USE, f"idempotency key held by {claim.queue_id}")
+            reply = await self._claim(session, transaction, content, key, queue_id)
+            if reply is not None:
+                return reply
+        return await self._accept(session, envelope, content, key, queue_id)
 
+    async def _claim(
+        self, session, transaction: Transaction, content: bytes, key: IdempotencyKey, queue_id: str
+    ) -> str | None:
+        """Claim `key` for `queue_id`; return the reply that ends the transaction, or None to go on."""
+        try:
+            claim = await idempotency.claim(self.keys, key, queue_id, self.config.idempotency.window)
+        except StateError as exc:
+            return self._reject(session, replies.R451_STORE_FAILED, f"idempotency key store failed: {exc}")
+        if claim.status == COMMITTED:
+            return await self._duplicate(session, transaction, content, key, claim.queue_id)
+        if claim.status == PENDING:
+            return self._reject(session, replies.R451_KEY_IN_USE, f"idempotency key held by {claim.queue_id}")
+        return None
+
+    async def _accept(self, session, envelope, content: bytes, key: IdempotencyKey | None, queue_id: str) -> str:
+        """Spool the message for its recipients that are not dropped, store the events, then reply."""
+        transaction: Transaction = envelope.relayd
+        client = self._client(session)
         received_at = time.time()
         prepared = prepare(
             content,

@@ -253,3 +253,19 @@ async def test_unconfigured_endpoint_entries_dropped(store):
     assert dropped[0]["events"] == 2
     assert dropped[0]["endpoint"] == "https://old.example.com/"
     assert (await store.due_events(gone, time.time() + 1, 10, ()))[0] == []
+
+
+async def test_unexpected_error_postpones_event(store):
+    transport = FakeTransport([RuntimeError("bug in a transport")])
+    webhook = hook()
+    await store.enqueue_events(entries(webhook.url, "Q1", 1))
+    with capture_logs() as logs:
+        dispatcher = await run_dispatcher(store, [webhook], {webhook.url: transport})
+        await wait_for(lambda: any(line["event"] == "webhook_send_failed_internally" for line in logs))
+        await asyncio.sleep(0.2)
+        await dispatcher.stop(1.0)
+
+    assert len(transport.sent) == 1, "not sent again at once"
+    due, later = await store.due_events(webhook.url, time.time(), 10, ())
+    assert due == []
+    assert later > time.time() + 50

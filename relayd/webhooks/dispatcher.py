@@ -25,6 +25,9 @@ log = structlog.get_logger("relayd.webhooks")
 
 # After a failed outbox read, wait this long before reading again.
 STORE_RETRY = 5.0
+# A send that fails with an unexpected error is tried again after this
+# long, instead of at once and in a loop.
+RETRY_AFTER_INTERNAL_ERROR = 60.0
 
 TransportFactory = Callable[[Webhook], Transport]
 
@@ -104,9 +107,18 @@ class EndpointSender:
             # The entry stays in the outbox as it was and is sent again:
             # at least once, with the same webhook-id.
             log.error("webhook_outbox_update_failed", endpoint=self.endpoint, event_id=entry.event_id, error=str(exc))
+        except Exception as exc:
+            log.exception("webhook_send_failed_internally", endpoint=self.endpoint, event_id=entry.event_id)
+            await self._postpone(entry, repr(exc))
         finally:
             self._sending.pop(entry.seq, None)
             self._wake.set()
+
+    async def _postpone(self, entry: OutboxEntry, error: str) -> None:
+        try:
+            await self.store.event_failed(entry, self.clock() + RETRY_AFTER_INTERNAL_ERROR, error)
+        except StateError as exc:
+            log.error("webhook_outbox_update_failed", endpoint=self.endpoint, event_id=entry.event_id, error=str(exc))
 
     async def _attempt(self, entry: OutboxEntry) -> None:
         timestamp = int(self.clock())

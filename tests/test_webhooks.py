@@ -243,8 +243,8 @@ async def test_new_events_sent_without_waiting(store):
 
 
 async def test_unconfigured_endpoint_entries_dropped(store):
-    gone = "https://old.example.com/?token=s3cret"
-    await store.enqueue_events(entries(gone, "Q1", 2))
+    removed = "https://old.example.com/?token=s3cret"
+    await store.enqueue_events(entries(removed, "Q1", 2))
     with capture_logs() as logs:
         dispatcher = await run_dispatcher(store, [], {})
         await dispatcher.stop(0.1)
@@ -252,7 +252,7 @@ async def test_unconfigured_endpoint_entries_dropped(store):
     dropped = [line for line in logs if line["event"] == "webhook_outbox_dropped"]
     assert dropped[0]["events"] == 2
     assert dropped[0]["endpoint"] == "https://old.example.com/"
-    assert (await store.due_events(gone, time.time() + 1, 10, ()))[0] == []
+    assert (await store.due_events(removed, time.time() + 1, 10, ()))[0] == []
 
 
 async def test_unexpected_error_postpones_event(store):

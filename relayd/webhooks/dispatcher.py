@@ -1,8 +1,9 @@
 """The webhook dispatcher: one sender task per endpoint, fed from the durable outbox.
 
-Mail never waits for a webhook request: attempts only store events in the
-outbox (one commit in state.db), and each endpoint's task sends them with its own bounded set of requests
-and timeout, so a slow or dead endpoint delays only its own events.
+Mail never waits for a webhook request, because attempts only store events
+in the outbox (one commit in state.db). Each endpoint's task sends them with
+its own bounded set of requests and its own timeout, so a slow or dead
+endpoint delays only its own events.
 Events of one message reach an endpoint in order, because the outbox makes
 an entry due only after the one before it with the same queue id was sent
 or given up.

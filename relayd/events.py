@@ -3,8 +3,8 @@
 An event's id is derived from what it describes (queue id, recipient, type
 and attempt), so storing the same state change twice, as a repeated attempt
 after a crash does, keeps one event, and a receiver that dedupes on
-`webhook-id` processes it once. Only `duplicate` events get a random id, because
-each resubmission is a new fact. docs/events.md documents the JSON.
+`webhook-id` processes it once. Only `duplicate` events get a random id,
+because each resubmission is a new fact. docs/events.md documents the JSON.
 """
 
 import hashlib

@@ -1,8 +1,9 @@
 """The default state store: `state.db`, an SQLite file in WAL mode beside the spool.
 
 It is a separate file from spool.db with its own writer thread, so a spool
-commit never waits for a commit here. Every commit is durable (synchronous=FULL): a committed
-idempotency key, a suppression and an outbox entry survive power loss.
+commit never waits for a commit here. Every commit is durable
+(synchronous=FULL), so a committed idempotency key, a suppression and an
+outbox entry survive power loss.
 WAL mode also lets `relayd suppression` open the file while the daemon runs.
 """
 

@@ -7,9 +7,15 @@ BIN := $(VENV)/bin
 CONFIG ?= conf/relayd.toml
 
 # Debian packages the integration tests use: a DNS server, Postfix's
-# smtp-sink and swaks.
-TEST_PACKAGES := dnsmasq-base postfix swaks
-TEST_BINARIES := /usr/sbin/dnsmasq /usr/sbin/smtp-sink /usr/bin/swaks
+# smtp-sink, swaks, and Perl's Mail::DKIM (with CryptX for Ed25519) as a
+# DKIM verifier independent of dkimpy.
+TEST_PACKAGES := dnsmasq-base postfix swaks libmail-dkim-perl libnet-dns-perl libcryptx-perl
+TEST_CHECK := test -x /usr/sbin/dnsmasq && test -x /usr/sbin/smtp-sink && test -x /usr/bin/swaks \
+	&& perl -MMail::DKIM::Verifier -MNet::DNS::Resolver -MCrypt::PK::Ed25519 -e 1 2>/dev/null
+
+# mailauth (Node.js) verifies Ed25519 signatures, which Debian 12's
+# Mail::DKIM does not support.
+MAILAUTH := tests/support/mailauth/node_modules/mailauth
 
 .PHONY: install install-test system-packages run test clean
 
@@ -28,8 +34,7 @@ $(VENV)/.test-installed: $(BIN)/relayd pyproject.toml
 	touch $@
 
 system-packages:
-	@missing=""; for bin in $(TEST_BINARIES); do [ -x $$bin ] || missing=1; done; \
-	if [ -n "$$missing" ]; then \
+	@if ! ( $(TEST_CHECK) ); then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
 		else \
@@ -41,8 +46,13 @@ run: install
 	mkdir -p var
 	$(BIN)/relayd serve --config $(CONFIG)
 
-test: install-test system-packages
+$(MAILAUTH): tests/support/mailauth/package.json
+	@command -v npm >/dev/null || { echo "Node.js 20 and npm are needed for the DKIM tests" >&2; exit 1; }
+	npm install --prefix tests/support/mailauth --no-package-lock --no-audit --no-fund --silent
+	touch $@
+
+test: install-test system-packages $(MAILAUTH)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info tests/support/mailauth/node_modules

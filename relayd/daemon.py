@@ -9,16 +9,23 @@ import time
 import structlog
 
 from relayd import events
+from relayd.alignment.policy import build_alignment_policy
 from relayd.config import Config
-from relayd.delivery.attempt import AttemptRunner
+from relayd.delivery.attempt import AttemptRunner, InjectFunction
 from relayd.delivery.courier import Courier
 from relayd.delivery.dns import Resolver
+from relayd.delivery.health import DestinationHealth
+from relayd.delivery.mta_sts import MtaSts
 from relayd.delivery.routing import Router
+from relayd.delivery.results import wire_address
 from relayd.delivery.scheduler import Scheduler
+from relayd.dkim.keys import SigningKey
+from relayd.dkim.signer import Signer
 from relayd.events import EventRecorder
+from relayd.headers import header_field
 from relayd.smtp.handler import SubmissionHandler
 from relayd.smtp.server import start_listeners
-from relayd.spool import Spool
+from relayd.spool import NewMessage, Spool, new_queue_id
 from relayd.state import SqliteStateStore, StateError, StateStore, state_path
 from relayd.suppression import SuppressionList
 from relayd.webhooks import WebhookDispatcher
@@ -32,14 +39,6 @@ SHUTDOWN_GRACE = 10.0
 WEBHOOK_SHUTDOWN_GRACE = 5.0
 # How often expired suppressions and idempotency keys are deleted.
 HOUSEKEEPING_INTERVAL = 300.0
-
-
-def _warn_unimplemented(config: Config) -> None:
-    """Log once for each configured feature this version does not act on yet."""
-    if config.dkim_keys:
-        log.warning("not_implemented", key="dkim.keys", detail="DKIM signing is not implemented yet; mail leaves unsigned")
-    if config.policy.alignment == "reject":
-        log.warning("not_implemented", key="policy.alignment", detail="the alignment check is not implemented yet; nothing is rejected for it")
 
 
 async def _recover_state(spool: Spool, state: StateStore, recorder: EventRecorder) -> None:
@@ -81,9 +80,43 @@ async def _housekeeping(config: Config, state: StateStore) -> None:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
 
-async def serve(config: Config) -> int:
+def _injector(spool: Spool, recorder: EventRecorder, scheduler: Scheduler) -> InjectFunction:
+    """Return the function that spools a message relayd wrote itself, such as a DSN, and schedules it."""
+
+    async def inject(sender: str, recipient: str, content: bytes) -> str:
+        domain = wire_address(recipient).rpartition("@")[2].lower()
+        queue_id = new_queue_id()
+        message = NewMessage(
+            sender=sender,
+            recipients=((recipient, domain),),
+            content=content,
+            received_at=time.time(),
+            client="relayd",
+            message_id=header_field(content, "message-id") or "",
+        )
+        await spool.add(queue_id, message)
+        # Like a submitted message, it gets its `queued` event before its first attempt.
+        await recorder.record(
+            [
+                events.state_change(
+                    "queued",
+                    queue_id=queue_id,
+                    message_id=message.message_id,
+                    recipient=recipient,
+                    domain=domain,
+                    timestamp=message.received_at,
+                )
+            ]
+        )
+        scheduler.schedule(queue_id, domain, 0.0)
+        return queue_id
+
+    return inject
+
+
+async def serve(config: Config, keys: list[SigningKey]) -> int:
     """Run the daemon until SIGTERM or SIGINT; return the exit status."""
-    _warn_unimplemented(config)
+    signer = Signer(keys)
     spool = Spool(config.server.spool_dir)
     spool.open()
     state = SqliteStateStore(state_path(config.server.spool_dir))
@@ -99,36 +132,64 @@ async def serve(config: Config) -> int:
     await _recover_state(spool, state, recorder)
 
     rng = random.Random()
-    router = Router(config.routes, config.delivery.port, Resolver(config.dns), rng)
+    resolver = Resolver(config.dns)
+    router = Router(config.routes, config.delivery.port, resolver, rng)
+    alignment = build_alignment_policy(config, signer, resolver)
     courier = Courier(config.server.hostname, config.delivery)
+    health = DestinationHealth(config.delivery.pause_after, config.delivery.pause)
+    mta_sts = MtaSts(resolver, config.delivery.ca_file or None) if config.delivery.mta_sts else None
     runner = AttemptRunner(
-        config, spool, router, courier, random_source=rng.random, recorder=recorder, suppressions=suppressions
+        config,
+        spool,
+        router,
+        courier,
+        random_source=rng.random,
+        health=health,
+        mta_sts=mta_sts,
+        recorder=recorder,
+        suppressions=suppressions,
     )
-    scheduler = Scheduler(runner, config.delivery.max_concurrency)
+    scheduler = Scheduler(
+        runner,
+        config.delivery.max_concurrency,
+        per_domain=config.delivery.max_per_domain,
+        health=health,
+        shares=config.shares(),
+    )
+    # Set once the scheduler exists: the scheduler runs the attempts, and the DSNs they write go to the scheduler.
+    runner.inject = _injector(spool, recorder, scheduler)
 
     # Every pending recipient is scheduled again; due times in the past mean now.
     pending = await spool.pending()
-    for queue_id, domain, due in pending:
-        scheduler.schedule(queue_id, domain, due)
+    for job in pending:
+        # A message never attempted keeps its class deadline; a retry is due at its next attempt time.
+        deadline = job.received_at + config.deadline_for(job.message_class) if not job.attempted else job.due
+        scheduler.schedule(job.queue_id, job.domain, job.due, job.message_class, deadline)
+    for key in keys:
+        log.info("dkim_key_loaded", domain=key.domain, selector=key.selector, algorithm=key.algorithm, active=key.active)
     log.info("spool_recovered", jobs=len(pending), spool=str(spool.path))
 
-    def on_accepted(queue_id: str, domains: set[str]) -> None:
+    def on_accepted(queue_id: str, domains: set[str], message_class: str, received_at: float) -> None:
+        # Due at once; the class's deadline orders it among other due work.
+        deadline = received_at + config.deadline_for(message_class)
         for domain in sorted(domains):
-            scheduler.schedule(queue_id, domain, 0.0)
+            scheduler.schedule(queue_id, domain, 0.0, message_class, deadline)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    handler = SubmissionHandler(config, spool, on_accepted, suppressions, state, recorder)
+    handler = SubmissionHandler(config, spool, signer, on_accepted, suppressions, state, recorder, alignment)
     try:
         servers = await start_listeners(config, handler)
     except OSError as exc:
-        log.error("listen_failed", error=str(exc))
+        log.error("listen_failed", addresses=[str(a) for a in config.smtp.listen], error=str(exc))
+        alignment.close()
         state.close()
         spool.close()
         return 1
+    courier.pool.start()
     await dispatcher.start()
     housekeeping = asyncio.create_task(_housekeeping(config, state), name="housekeeping")
     scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
@@ -140,6 +201,8 @@ async def serve(config: Config) -> int:
         server.close()
     scheduler_task.cancel()
     cancelled = await scheduler.drain(SHUTDOWN_GRACE)
+    await courier.pool.close()
+    alignment.close()
     webhooks_left = await dispatcher.stop(WEBHOOK_SHUTDOWN_GRACE)
     housekeeping.cancel()
     with contextlib.suppress(asyncio.CancelledError):

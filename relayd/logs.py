@@ -23,8 +23,9 @@ def configure_logging(level: str = "info", *, force_json: bool = False) -> None:
     )
 
     # Library records go through the same renderer, so stdout stays one
-    # JSON object per line. aiosmtpd logs every command at INFO, addresses
-    # included, which is too much for a relay's log, hence WARNING.
+    # JSON object per line. aiosmtpd logs every command at INFO and bad
+    # commands at WARNING, with raw client bytes; relayd logs its own
+    # "rejected" and "session_closed" events instead, so only its errors pass.
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -35,4 +36,4 @@ def configure_logging(level: str = "info", *, force_json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)

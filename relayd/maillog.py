@@ -20,8 +20,29 @@ def _reply_fields(reply: Reply | None) -> dict:
     return fields
 
 
-def accepted(*, queue_id: str, sender: str, recipients: int, size: int, client: str) -> None:
-    log.info("accepted", queue_id=queue_id, sender=sender, recipients=recipients, size=size, client=client)
+def accepted(
+    *,
+    queue_id: str,
+    sender: str,
+    recipients: int,
+    size: int,
+    client: str,
+    dkim: list[str],
+    message_id: str,
+    message_class: str,
+) -> None:
+    """Log an accepted message; `dkim` lists the domain/selector pairs that signed it."""
+    log.info(
+        "accepted",
+        queue_id=queue_id,
+        message_id=message_id,
+        sender=sender,
+        recipients=recipients,
+        size=size,
+        client=client,
+        dkim=dkim,
+        message_class=message_class,
+    )
 
 
 def duplicate(*, queue_id: str, client: str, recipients: int, key_kind: str) -> None:

@@ -10,7 +10,7 @@ import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 from relayd.config import Config
 from relayd.config.units import DURATION_HELP, parse_duration
@@ -18,8 +18,8 @@ from relayd.state import SqliteStateStore, StateError, Suppression, state_path
 from relayd.suppression import MANUAL, MANUAL_REASON, one_line, parse_address, read_csv, write_csv
 
 
-def add_commands(commands: argparse._SubParsersAction, config_option: dict) -> None:
-    """Add the `suppression` command and its subcommands; each takes --config with `config_option`."""
+def add_commands(commands: argparse._SubParsersAction, add_config: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add the `suppression` command and its subcommands; `add_config` gives each its --config option."""
     parser = commands.add_parser("suppression", help="manage the suppression list")
     actions = parser.add_subparsers(dest="suppression_command", required=True)
 
@@ -35,7 +35,7 @@ def add_commands(commands: argparse._SubParsersAction, config_option: dict) -> N
     export = actions.add_parser("export", help="write the list as CSV")
     export.add_argument("file", nargs="?", default="-", help='output file; "-" or none writes standard output')
     for sub in (listing, add, remove, import_, export):
-        sub.add_argument("--config", **config_option)
+        add_config(sub)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

@@ -1,10 +1,10 @@
-"""Tests for relayd.delivery.attempt with fakes: events before the spool record, hard bounces suppressed."""
+"""Tests for relayd.delivery.attempt with fakes: events and DSNs before the spool record, hard bounces suppressed."""
 
 import json
 
 from relayd.config import parse_config
 from relayd.delivery.attempt import AttemptRunner
-from relayd.delivery.courier import AttemptResult, RecipientResult
+from relayd.delivery.results import AttemptResult, RecipientResult
 from relayd.delivery.routing import MxHost
 from relayd.reply import Reply
 from relayd.spool import RecipientState, SpooledMessage
@@ -51,7 +51,7 @@ class FakeCourier:
     def __init__(self, results):
         self.results = results
 
-    async def deliver(self, envelope, content, recipients, hosts):
+    async def deliver(self, envelope, content, recipients, hosts, domain, tls_mode=None):
         return AttemptResult(
             [RecipientResult(address, state, reply, "mx.example.org") for address, state, reply in self.results],
             host="mx.example.org[192.0.2.25]:25",
@@ -83,8 +83,8 @@ def recipient(address: str) -> RecipientState:
     return RecipientState(address, "example.org", "queued", 0, None, "", "")
 
 
-def runner(journal, results, store_error=None):
-    config = parse_config({})
+def runner(journal, results, store_error=None, config=None, inject=None):
+    config = config or parse_config({})
     addresses = [address for address, _, _ in results]
     recorder = FakeRecorder(journal)
     suppressions = SuppressionList(FakeSuppressionStore(journal, store_error), config.suppression, clock=lambda: NOW)
@@ -95,6 +95,7 @@ def runner(journal, results, store_error=None):
         FakeCourier(results),
         clock=lambda: NOW,
         random_source=lambda: 0.5,
+        inject=inject,
         recorder=recorder,
         suppressions=suppressions,
     )
@@ -146,3 +147,19 @@ async def test_suppression_store_failure_logged_not_raised():
 
     assert await attempt("Q1", "example.org") is None
     assert [call[0] for call in journal.calls] == ["events", "spool.record"]
+
+
+async def test_dsn_spooled_after_events_before_record():
+    journal = Journal()
+
+    async def inject(sender, recipient, content):
+        journal.calls.append(("inject", recipient))
+        return "Q-DSN"
+
+    config = parse_config({"delivery": {"dsn": True}})
+    attempt, _ = runner(journal, [("a@example.org", "bounced", GONE)], config=config, inject=inject)
+
+    await attempt("Q1", "example.org")
+
+    assert [call[0] for call in journal.calls] == ["events", "inject", "spool.record", "suppress"]
+    assert journal.calls[1] == ("inject", "app@example.com")

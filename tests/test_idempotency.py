@@ -6,9 +6,12 @@ from types import SimpleNamespace
 import pytest
 
 from relayd.addresses import parse_path
+from relayd.alignment.policy import Rejection
 from relayd.config import parse_config
 from relayd.config.model import IdempotencyConfig
+from relayd.dkim.signer import Signer
 from relayd.events import EventRecorder
+from relayd.smtp import replies
 from relayd.smtp import idempotency
 from relayd.smtp.handler import SubmissionHandler, Transaction
 from relayd.spool import SpoolError
@@ -100,9 +103,18 @@ def data_call(content: bytes):
     return None, session, envelope
 
 
-def handler(config, spool, state) -> SubmissionHandler:
+def handler(config, spool, state, alignment=None) -> SubmissionHandler:
     suppressions = SuppressionList(NoSuppressions(), config.suppression)
-    return SubmissionHandler(config, spool, lambda q, d: None, suppressions, state, EventRecorder(state, ()))
+    return SubmissionHandler(
+        config,
+        spool,
+        Signer([]),
+        lambda queue_id, domains, message_class, received_at: None,
+        suppressions,
+        state,
+        EventRecorder(state, ()),
+        alignment,
+    )
 
 
 async def test_spool_failure_releases_key(state):
@@ -127,3 +139,33 @@ async def test_committed_key_answers_duplicate(state):
     reply = await handler(config, FailingSpool(), state).handle_DATA(*data_call(content))
 
     assert reply == "250 2.0.0 Ok: duplicate of Q-first"
+
+
+class RejectingAlignment:
+    async def check(self, sender, content, signing_domain, *, queue_id, client):
+        return Rejection(replies.R550_NOT_ALIGNED.format(domain="example.com", reason="no DKIM key"), "not aligned", "example.com")
+
+
+class BrokenAlignment:
+    async def check(self, sender, content, signing_domain, *, queue_id, client):
+        raise RuntimeError("resolver crashed")
+
+
+async def test_alignment_rejection_releases_key(state):
+    config = parse_config({})
+    content = b"Idempotency-Key: fix-dns-first\r\nFrom: a@example.com\r\n\r\nbody\r\n"
+
+    reply = await handler(config, FailingSpool(), state, RejectingAlignment()).handle_DATA(*data_call(content))
+
+    assert reply.startswith("550 5.7.26 ")
+    assert await state.pending_claims() == []
+
+
+async def test_unexpected_error_releases_key(state):
+    config = parse_config({})
+    content = b"Idempotency-Key: crash\r\n\r\nbody\r\n"
+
+    with pytest.raises(RuntimeError):
+        await handler(config, FailingSpool(), state, BrokenAlignment()).handle_DATA(*data_call(content))
+
+    assert await state.pending_claims() == []

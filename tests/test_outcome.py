@@ -2,7 +2,8 @@
 
 import pytest
 
-from relayd.delivery.outcome import BOUNCED, DEFERRED, DELIVERED, for_connection, for_recipient, for_reply, local_reply
+from relayd.delivery.errors import local_reply
+from relayd.delivery.outcome import BOUNCED, DEFERRED, DELIVERED, for_connection, for_recipient, for_reply
 from relayd.reply import Reply
 
 FOR_REPLY = {200: DELIVERED, 250: DELIVERED, 251: DELIVERED, 299: DELIVERED, 354: DEFERRED, 421: DEFERRED,

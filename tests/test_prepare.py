@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from relayd.prepare import header_field, header_names, prepare, remove_fields
+from relayd.prepare import header_names, prepare
 
 NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 NOW_TEXT = "Tue, 02 Jan 2024 03:04:05 +0000"
@@ -220,41 +220,3 @@ def test_default_now_is_current():
 
     assert parsed >= before
     assert (parsed - before).total_seconds() < 5
-
-
-@pytest.mark.parametrize(
-    ("content", "name", "value"),
-    [
-        (b"Message-ID: <a@b>\r\n\r\nbody\r\n", "message-id", "<a@b>"),
-        (b"message-id:\r\n <folded@b>\r\n\r\n", "Message-ID", "<folded@b>"),
-        (b"Message-ID : <obsolete@b>\r\n\r\n", "message-id", "<obsolete@b>"),
-        (b"Subject: x\r\n\r\nMessage-ID: <in-body@b>\r\n", "message-id", None),
-        (b"X-A: 1\r\nX-A: 2\r\n\r\n", "x-a", "1"),
-        (b"Subject: caf\xc3\xa9\r\n\r\n", "subject", "caf\u00e9"),
-        (b"Subject: \xff\r\n\r\n", "subject", "\ufffd"),
-        (b"", "subject", None),
-    ],
-)
-def test_header_field_table(content, name, value):
-    assert header_field(content, name) == value
-
-
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        (b"Idempotency-Key: k\r\nSubject: x\r\n\r\nbody\r\n", b"Subject: x\r\n\r\nbody\r\n"),
-        (b"Subject: x\r\nidempotency-key: k\r\n\tcontinued\r\n\r\nbody\r\n", b"Subject: x\r\n\r\nbody\r\n"),
-        (b"Idempotency-Key : k\r\nIdempotency-Key: j\r\n\r\n", b"\r\n"),
-        (b"Subject: x\r\n\r\nIdempotency-Key: body line\r\n", b"Subject: x\r\n\r\nIdempotency-Key: body line\r\n"),
-        (b"Subject: x\r\nIdempotency-Key: last", b"Subject: x\r\n"),
-        (b"Idempotency-Keys: other\r\n\r\n", b"Idempotency-Keys: other\r\n\r\n"),
-    ],
-)
-def test_remove_fields_table(content, expected):
-    assert remove_fields(content, "Idempotency-Key") == expected
-
-
-def test_remove_fields_keeps_content_identity():
-    content = b"Subject: x\r\n\r\nbody\r\n"
-
-    assert remove_fields(content, "Idempotency-Key") is content

@@ -180,14 +180,17 @@ async def test_spool_pending_lists_domains(spool):
 
     pending = await spool.pending()
 
-    assert pending == [("Q1", "example.com", 0), ("Q1", "example.org", 500.0)]
+    assert [(j.queue_id, j.domain, j.due) for j in pending] == [("Q1", "example.com", 0), ("Q1", "example.org", 500.0)]
+    assert [j.attempted for j in pending] == [False, True]
+    assert {j.message_class for j in pending} == {"auth"}
+    assert {j.received_at for j in pending} == {1000.0}
 
 
 async def test_spool_pending_earliest_due(spool):
     await spool.add("Q1", _message("a@example.com", "b@example.com"))
     await spool.record("Q1", [_update("a@example.com", "deferred", 900.0), _update("b@example.com", "deferred", 700.0)])
 
-    assert await spool.pending() == [("Q1", "example.com", 700.0)]
+    assert [(j.queue_id, j.domain, j.due) for j in await spool.pending()] == [("Q1", "example.com", 700.0)]
 
 
 async def test_spool_pending_sorted_by_due(spool):
@@ -199,7 +202,7 @@ async def test_spool_pending_sorted_by_due(spool):
 
     pending = await spool.pending()
 
-    assert [queue_id for queue_id, _, _ in pending] == ["Q3", "Q2", "Q1"]
+    assert [job.queue_id for job in pending] == ["Q3", "Q2", "Q1"]
 
 
 async def test_spool_reopen_recovers_pending(tmp_path):
@@ -221,7 +224,7 @@ async def test_spool_reopen_recovers_pending(tmp_path):
     finally:
         second.close()
 
-    assert pending == [("Q1", "example.com", 0), ("Q1", "example.org", 800.0)]
+    assert [(j.queue_id, j.domain, j.due) for j in pending] == [("Q1", "example.com", 0), ("Q1", "example.org", 800.0)]
     assert content == CONTENT
     assert count == 1
 
@@ -234,7 +237,7 @@ async def test_spool_concurrent_adds(spool):
 
     assert results == queue_ids
     assert await spool.count() == 200
-    assert sorted(queue_id for queue_id, _, _ in pending) == queue_ids
+    assert sorted(job.queue_id for job in pending) == queue_ids
 
 
 async def test_spool_concurrent_duplicate_id(spool):

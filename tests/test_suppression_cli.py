@@ -107,3 +107,18 @@ def test_bad_arguments_create_no_store(capsys, config_file, tmp_path, args, mess
     assert status in (1, 2)
     assert err.startswith(message)
     assert not (tmp_path / "a").exists()
+
+
+def test_dkim_key_files_not_read(capsys, tmp_path):
+    # The suppression commands only need the state store, so a key file
+    # that relayd's user cannot read (here: one that does not exist) is no obstacle.
+    path = tmp_path / "keys.toml"
+    path.write_text(
+        f'[server]\nspool_dir = "{tmp_path / "spool"}"\n\n'
+        '[[dkim.keys]]\ndomain = "example.com"\nselector = "s1"\nkey_file = "/nonexistent/example.com.s1.key"\n'
+    )
+
+    status, out, err = run(capsys, "add", "a@example.com", "--config", str(path))
+
+    assert (status, err) == (0, "")
+    assert out == "added a@example.com\n"

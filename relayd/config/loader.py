@@ -12,13 +12,10 @@ import ipaddress
 import re
 import tomllib
 from pathlib import Path
-from types import MappingProxyType
-
-import idna
 
 from relayd.config import model
-from relayd.config.section import ConfigError, Section, missing, show_value
-from relayd.config.units import HostPort, parse_host_port
+from relayd.config.delivery import parse_classes, parse_delivery, parse_retry, parse_routes
+from relayd.config.section import ConfigError, Section, ascii_domain, missing
 
 __all__ = ["ConfigError", "load_config", "parse_config"]
 
@@ -58,16 +55,19 @@ def parse_config(document: dict) -> model.Config:
         "suppression",
         "idempotency",
     )
-    retry = _retry(root.table_of("retry"), model.RetryPolicy())
+    retry = parse_retry(root.table_of("retry"), model.RetryPolicy())
+    classes, class_rules, class_header = parse_classes(root.table_of("classes"), retry)
     config = model.Config(
         server=_server(root.table_of("server")),
         smtp=_smtp(root.table_of("smtp")),
         http=_http(root.table_of("http")),
         dns=_dns(root.table_of("dns")),
-        delivery=_delivery(root.table_of("delivery")),
-        routes=_routes(root.table_of("routes")),
+        delivery=parse_delivery(root.table_of("delivery")),
+        routes=parse_routes(root.table_of("routes")),
         retry=retry,
-        classes=_classes(root.table_of("classes"), retry),
+        classes=classes,
+        class_rules=class_rules,
+        class_header=class_header,
         dkim_keys=_dkim(root.table_of("dkim")),
         policy=_policy(root.table_of("policy")),
         webhooks=_webhooks(root),
@@ -92,15 +92,19 @@ def _server(section: Section) -> model.ServerConfig:
 def _smtp(section: Section) -> model.SmtpConfig:
     section.expect("listen", "allowed_networks", "max_message_size", "max_recipients", "idle_timeout")
     default = model.SmtpConfig()
-    listen = _host_ports(section, "listen", default.listen, default_port=None)
+    listen = section.host_ports("listen", default.listen, default_port=None)
     if not listen:
         raise section.fail("listen", 'at least one address such as "127.0.0.1:2525"')
+    if len(set(listen)) != len(listen):
+        raise section.fail("listen", "each address once")
     networks = default.allowed_networks
     if section.has("allowed_networks"):
         try:
             networks = tuple(ipaddress.ip_network(n) for n in section.string_list("allowed_networks", ()))
-        except ValueError:
-            raise section.fail("allowed_networks", 'a list of networks such as "127.0.0.0/8" or "::1/128"') from None
+        except ValueError as exc:
+            raise section.fail(
+                "allowed_networks", f'a list of networks such as "127.0.0.0/8" or "::1/128" ({exc})'
+            ) from None
     config = model.SmtpConfig(
         listen=listen,
         allowed_networks=networks,
@@ -117,7 +121,7 @@ def _http(section: Section) -> model.HttpConfig:
     default = model.HttpConfig()
     listen = default.listen
     if section.has("listen"):
-        listen = _host_port(section, "listen", section.string("listen", ""), default_port=None)
+        listen = section.host_port("listen", section.string("listen", ""), default_port=None)
     section.finish()
     return model.HttpConfig(listen=listen)
 
@@ -125,7 +129,7 @@ def _http(section: Section) -> model.HttpConfig:
 def _dns(section: Section) -> model.DnsConfig:
     section.expect("nameservers", "timeout")
     default = model.DnsConfig()
-    nameservers = _host_ports(section, "nameservers", default.nameservers, default_port=53)
+    nameservers = section.host_ports("nameservers", default.nameservers, default_port=53)
     for server in nameservers:
         try:
             ipaddress.ip_address(server.host)
@@ -136,63 +140,6 @@ def _dns(section: Section) -> model.DnsConfig:
     return config
 
 
-def _delivery(section: Section) -> model.DeliveryConfig:
-    section.expect("port", "tls", "connect_timeout", "command_timeout", "data_timeout", "max_concurrency")
-    default = model.DeliveryConfig()
-    config = model.DeliveryConfig(
-        port=section.integer("port", default.port, 1, 65535),
-        tls=section.choice("tls", default.tls, model.TLS_MODES),
-        connect_timeout=section.duration("connect_timeout", default.connect_timeout),
-        command_timeout=section.duration("command_timeout", default.command_timeout),
-        data_timeout=section.duration("data_timeout", default.data_timeout),
-        max_concurrency=section.integer("max_concurrency", default.max_concurrency, 1, 10_000),
-    )
-    section.finish()
-    return config
-
-
-def _routes(section: Section) -> MappingProxyType:
-    routes = {}
-    for domain in list(section.table):
-        value = section.string(domain, "")
-        if domain == "*":
-            key = "*"
-        else:
-            key = _ascii_domain(domain)
-            if key is None:
-                raise ConfigError(f"{section.key(domain)}: invalid domain {domain!r}; expected a domain such as example.com or \"*\"")
-        hop = _host_port(section, domain, value, default_port=0)
-        routes[key] = model.Route(host=hop.host, port=hop.port or None)
-    return MappingProxyType(routes)
-
-
-def _retry(section: Section, base: model.RetryPolicy) -> model.RetryPolicy:
-    section.expect("first", "multiplier", "max_interval", "give_up")
-    policy = model.RetryPolicy(
-        first=section.duration("first", base.first),
-        multiplier=section.number("multiplier", base.multiplier, 1.0, 100.0),
-        max_interval=section.duration("max_interval", base.max_interval),
-        give_up=section.duration("give_up", base.give_up),
-    )
-    section.finish()
-    return policy
-
-
-def _classes(section: Section, retry: model.RetryPolicy) -> MappingProxyType:
-    section.expect(*model.MESSAGE_CLASSES)
-    classes = {}
-    for name in model.MESSAGE_CLASSES:
-        table = section.table_of(name).expect("deadline", "retry")
-        base = dataclasses.replace(retry, **model.CLASS_RETRY_DEFAULTS[name])
-        classes[name] = model.ClassConfig(
-            deadline=table.duration("deadline", model.CLASS_DEADLINES[name]),
-            retry=_retry(table.table_of("retry"), base),
-        )
-        table.finish()
-    section.finish()
-    return MappingProxyType(classes)
-
-
 def _dkim(section: Section) -> tuple[model.DkimKey, ...]:
     section.expect("keys")
     entries = section.raw("keys") if section.has("keys") else []
@@ -200,9 +147,9 @@ def _dkim(section: Section) -> tuple[model.DkimKey, ...]:
         raise section.fail("keys", "an array of tables ([[dkim.keys]])")
     keys = []
     for index, entry in enumerate(entries):
-        table = Section(entry, f"dkim.keys[{index}]").expect("domain", "selector", "key_file", "algorithm")
+        table = Section(entry, f"dkim.keys[{index}]").expect("domain", "selector", "key_file", "algorithm", "active")
         domain = table.string("domain", "")
-        if _ascii_domain(domain) is None:
+        if ascii_domain(domain) is None:
             raise table.fail("domain", "a domain such as example.com") if table.has("domain") else missing(table, "domain")
         selector = table.string("selector", "")
         if not selector:
@@ -210,9 +157,16 @@ def _dkim(section: Section) -> tuple[model.DkimKey, ...]:
         key_file = table.string("key_file", "")
         if not key_file:
             raise missing(table, "key_file")
+        if not _is_hostname(selector):
+            raise table.fail("selector", "a DNS label such as s2026 (letters, digits, hyphens)")
         algorithm = table.choice("algorithm", "rsa-sha256", model.DKIM_ALGORITHMS)
+        active = table.boolean("active", True)
         table.finish()
-        keys.append(model.DkimKey(domain=_ascii_domain(domain), selector=selector, key_file=Path(key_file), algorithm=algorithm))
+        keys.append(
+            model.DkimKey(
+                domain=ascii_domain(domain), selector=selector, key_file=Path(key_file), algorithm=algorithm, active=active
+            )
+        )
     section.finish()
     return tuple(keys)
 
@@ -261,7 +215,7 @@ def _webhooks(root: Section) -> tuple[model.Webhook, ...]:
             events=events,
             timeout=table.duration("timeout", default.timeout),
             max_concurrency=table.integer("max_concurrency", default.max_concurrency, 1, 100),
-            retry=_retry(table.table_of("retry"), default.retry),
+            retry=parse_retry(table.table_of("retry"), default.retry),
         )
         table.finish()
         hooks.append(hook)
@@ -308,27 +262,6 @@ def _idempotency(section: Section) -> model.IdempotencyConfig:
     )
     section.finish()
     return config
-
-
-def _host_ports(section: Section, name: str, default: tuple, default_port: int | None) -> tuple[HostPort, ...]:
-    if not section.has(name):
-        return default
-    return tuple(_host_port(section, name, text, default_port) for text in section.string_list(name, ()))
-
-
-def _host_port(section: Section, name: str, text: str, default_port: int | None) -> HostPort:
-    try:
-        return parse_host_port(text, default_port)
-    except ValueError:
-        form = '"host:port" or "[ipv6]:port"' if default_port is None else '"host", "host:port" or "[ipv6]:port"'
-        raise ConfigError(f"{section.key(name)} = {show_value(section.table[name])}: invalid address {text!r}; expected {form}") from None
-
-
-def _ascii_domain(domain: str) -> str | None:
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return None
 
 
 def _is_hostname(name: str) -> bool:

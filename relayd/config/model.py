@@ -58,6 +58,28 @@ class DeliveryConfig:
     command_timeout: float = 300.0
     data_timeout: float = 600.0
     max_concurrency: int = 50
+    # Attempts in progress at once to one recipient domain, so one slow
+    # destination cannot take every slot.
+    max_per_domain: int = 10
+    # How long an SMTP session stays open, unused, for the next message.
+    connection_idle: float = 5.0
+    # After this many attempts in a row that reach no host, the domain is
+    # paused for `pause` instead of being tried again at once.
+    pause_after: int = 5
+    pause: float = 60.0
+    # Send an RFC 3464 DSN to the sender of a bounced or expired recipient.
+    # Off by default: applications learn outcomes from webhooks or logs.
+    dsn: bool = False
+    # Follow the MTA-STS policies domains publish (RFC 8461).
+    mta_sts: bool = True
+    # CA certificates for verifying MX hosts and MTA-STS servers; empty
+    # means the system's store.
+    ca_file: str = ""
+    # TLS mode by recipient domain, overriding `tls`.
+    tls_policy: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # This relay's outbound addresses, for the SPF part of the alignment
+    # check; empty means the addresses of server.hostname.
+    source_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,20 @@ class RetryPolicy:
 class ClassConfig:
     deadline: float
     retry: RetryPolicy
+    # Fraction of delivery slots, and of each domain's, kept for this class.
+    share: float = 0.0
+
+
+@dataclass(frozen=True)
+class ClassRule:
+    """Picks `message_class` for a message whose sender or a recipient domain matches.
+
+    `sender` is an address, or "*@domain" for every address of a domain.
+    """
+
+    message_class: str
+    sender: str = ""
+    recipient_domain: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +124,9 @@ class DkimKey:
     selector: str
     key_file: Path
     algorithm: str = "rsa-sha256"
+    # An inactive key is published but does not sign yet: the next selector
+    # during a key rotation.
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -135,6 +174,8 @@ class IdempotencyConfig:
 # from [retry] unless the file overrides them: a stale 2FA code is worse than
 # none, so auth gives up after 15 minutes.
 CLASS_DEADLINES = {"auth": 1.0, "transactional": 30.0, "shipping": 300.0, "notification": 3600.0}
+# What is left after the reserves is shared by every class.
+CLASS_SHARES = {"auth": 0.2, "transactional": 0.2, "shipping": 0.1, "notification": 0.1}
 CLASS_RETRY_DEFAULTS: Mapping[str, Mapping[str, float]] = {
     "auth": {"first": 5.0, "max_interval": 60.0, "give_up": 900.0},
     "transactional": {},
@@ -153,12 +194,22 @@ class Config:
     routes: Mapping[str, Route] = field(default_factory=lambda: MappingProxyType({}))
     retry: RetryPolicy = RetryPolicy()
     classes: Mapping[str, ClassConfig] = field(default_factory=lambda: MappingProxyType({}))
+    class_rules: tuple[ClassRule, ...] = ()
+    # Honour a client's X-Relayd-Class header field; it is removed before delivery either way.
+    class_header: bool = True
     dkim_keys: tuple[DkimKey, ...] = ()
     policy: PolicyConfig = PolicyConfig()
     webhooks: tuple[Webhook, ...] = ()
     suppression: SuppressionConfig = SuppressionConfig()
     idempotency: IdempotencyConfig = IdempotencyConfig()
     path: Path | None = None
+
+    def deadline_for(self, message_class: str) -> float:
+        found = self.classes.get(message_class)
+        return found.deadline if found else CLASS_DEADLINES.get(message_class, CLASS_DEADLINES["transactional"])
+
+    def shares(self) -> dict[str, float]:
+        return {name: found.share for name, found in self.classes.items()}
 
     def retry_for(self, message_class: str) -> RetryPolicy:
         """Return the retry curve of `message_class`, falling back to [retry]."""

@@ -1,8 +1,11 @@
-"""The TOML table reader that every section parser uses, and the error it raises."""
+"""The TOML table reader that every section parser uses, the checks they share, and the error they raise."""
 
+import ipaddress
 from typing import Any
 
-from relayd.config.units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
+import idna
+
+from relayd.config.units import DURATION_HELP, SIZE_HELP, HostPort, parse_duration, parse_host_port, parse_size
 
 
 class ConfigError(Exception):
@@ -94,6 +97,42 @@ class Section:
             raise self.fail(name, f"{SIZE_HELP}, greater than zero")
         return size
 
+    def duration_or_zero(self, name: str, default: float) -> float:
+        """Read a duration that may also be "0s" (turning the feature off)."""
+        if self.has(name) and self.table[name] in ("0", "0s"):
+            self.raw(name)
+            return 0.0
+        return self.duration(name, default)
+
+    def optional_path(self, name: str) -> str:
+        """Read a file path where "" means "not set"."""
+        if not self.has(name):
+            return ""
+        value = self.raw(name)
+        if not isinstance(value, str):
+            raise self.fail(name, 'a file path, or "" for the default')
+        return value
+
+    def ip_addresses(self, name: str) -> tuple[str, ...]:
+        texts = self.string_list(name, ())
+        try:
+            return tuple(str(ipaddress.ip_address(text)) for text in texts)
+        except ValueError:
+            raise self.fail(name, 'a list of IP addresses such as "192.0.2.10" or "2001:db8::10"') from None
+
+    def host_ports(self, name: str, default: tuple, default_port: int | None) -> tuple[HostPort, ...]:
+        if not self.has(name):
+            return default
+        return tuple(self.host_port(name, text, default_port) for text in self.string_list(name, ()))
+
+    def host_port(self, name: str, text: str, default_port: int | None) -> HostPort:
+        """Parse `text`, read from key `name`; without `default_port` the port is required."""
+        try:
+            return parse_host_port(text, default_port)
+        except ValueError:
+            form = '"host:port" or "[ipv6]:port"' if default_port is None else '"host", "host:port" or "[ipv6]:port"'
+            raise ConfigError(f"{self.key(name)} = {show_value(self.table[name])}: invalid address {text!r}; expected {form}") from None
+
     def string_list(self, name: str, default: tuple) -> tuple[str, ...] | tuple:
         if not self.has(name):
             return default
@@ -124,6 +163,14 @@ class Section:
 
 def missing(section: Section, name: str) -> ConfigError:
     return ConfigError(f"{section.key(name)}: missing; this key is required")
+
+
+def ascii_domain(domain: str) -> str | None:
+    """Return `domain` in lower-case IDNA ASCII form, or None when it is not a valid domain."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
 
 
 def show_value(value: Any) -> str:

@@ -19,7 +19,7 @@ _SIZE_UNITS = {
 }
 
 DURATION_HELP = 'a duration such as "500ms", "30s", "15m", "1h" or "2d"'
-SIZE_HELP = 'a size such as "512KB", "25MB" or "1GiB"'
+SIZE_HELP = 'a size such as "512KB", "25MB" or "1GiB" (units B, KB, MB, GB, KiB, MiB, GiB)'
 
 
 def parse_duration(text: str) -> float:

@@ -2,22 +2,31 @@
 
 import random
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 import structlog
 
 from relayd import events, maillog
 from relayd.config import Config
 from relayd.delivery import outcome
-from relayd.delivery.courier import AttemptResult, Courier, OutboundEnvelope, RecipientResult
+from relayd.delivery.courier import Courier
+from relayd.delivery.results import AttemptResult, OutboundEnvelope, RecipientResult
+from relayd.delivery.health import DestinationHealth
+from relayd.delivery.mta_sts import MtaSts
 from relayd.delivery.retry import next_attempt_time
+from relayd.dsn import FailedRecipient, build_dsn
 from relayd.delivery.routing import RouteError, Router
 from relayd.events import EventRecorder
+from relayd.reply import Reply
 from relayd.spool import RecipientUpdate, Spool
 from relayd.state import StateError
 from relayd.suppression import SuppressionList
 
 log = structlog.get_logger("relayd.delivery")
+
+# Spools a message relayd writes itself (a DSN) and returns its queue id:
+# (sender, recipient, content).
+InjectFunction = Callable[[str, str, bytes], Awaitable[str]]
 
 _EVENTS = {
     outcome.DELIVERED: maillog.delivered,
@@ -35,9 +44,15 @@ class AttemptRunner:
         courier: Courier,
         clock: Callable[[], float] = time.time,
         random_source: Callable[[], float] = random.random,
+        health: DestinationHealth | None = None,
+        inject: InjectFunction | None = None,
+        mta_sts: MtaSts | None = None,
         recorder: EventRecorder | None = None,
         suppressions: SuppressionList | None = None,
     ):
+        self.health = health
+        self.inject = inject
+        self.mta_sts = mta_sts
         self.config = config
         self.spool = spool
         self.router = router
@@ -66,11 +81,9 @@ class AttemptRunner:
             state = outcome.BOUNCED if exc.permanent else outcome.DEFERRED
             result = AttemptResult([RecipientResult(a, state, exc.reply, "") for a in addresses])
         else:
-            content = await self.spool.content(message.queue_id)
-            if content is None:
+            result = await self._deliver(message, addresses, hosts, recipients[0].domain)
+            if result is None:
                 return None
-            envelope = OutboundEnvelope(message.sender, message.smtputf8, message.body_8bit)
-            result = await self.courier.deliver(envelope, content, addresses, hosts)
 
         # Every decision is stored before it is logged or acted on, so a crash
         # here repeats the attempt instead of forgetting its outcome.
@@ -111,6 +124,9 @@ class AttemptRunner:
                     for update, item in zip(updates, result.results)
                 ]
             )
+        # The DSN is spooled before the failure is recorded: a crash in
+        # between repeats the attempt, and at worst sends a second DSN.
+        await self._send_dsn(message, updates, result)
         await self.spool.record(message.queue_id, updates)
         await self._suppress_hard_bounces(message.queue_id, updates, result)
 
@@ -124,6 +140,7 @@ class AttemptRunner:
                 attempt=update.attempts,
                 reply=item.reply,
                 delays=delays,
+                tls=result.tls,
             )
             if update.state == outcome.DEFERRED:
                 maillog.deferred(next_attempt=update.next_attempt, **fields)
@@ -132,6 +149,56 @@ class AttemptRunner:
 
         due_times = [u.next_attempt for u in updates if u.state == outcome.DEFERRED]
         return min(due_times) if due_times else None
+
+    async def _deliver(self, message, addresses: list[str], hosts, domain: str) -> AttemptResult | None:
+        tls_mode = None
+        policy = None
+        if self.mta_sts is not None and not self.router.is_routed(domain):
+            policy = await self.mta_sts.policy(domain)
+        if policy is not None and policy.mode == "enforce":
+            # RFC 8461 4.1 and 4.2: only listed MX hosts, only over verified TLS.
+            hosts = [host for host in hosts if policy.matches(host.name)]
+            tls_mode = "verify"
+            if not hosts:
+                reply = Reply(451, "4.7.5", f"No MX host of {domain} matches its MTA-STS policy", "MTA-STS")
+                return AttemptResult([RecipientResult(a, outcome.DEFERRED, reply, "") for a in addresses])
+
+        content = await self.spool.content(message.queue_id)
+        if content is None:
+            return None
+        envelope = OutboundEnvelope(message.sender, message.smtputf8, message.body_8bit)
+        result = await self.courier.deliver(envelope, content, addresses, hosts, domain, tls_mode)
+        if self.health is not None:
+            self.health.record(domain, result.connected)
+        return result
+
+    async def _send_dsn(self, message, updates: list[RecipientUpdate], result: AttemptResult) -> None:
+        failed = [u for u in updates if u.state in (outcome.BOUNCED, "expired")]
+        # A DSN for a DSN would loop: the null sender never gets one (RFC 5321 6.1).
+        if not failed or not message.sender or not self.config.delivery.dsn or self.inject is None:
+            return
+        original = await self.spool.content(message.queue_id) or b""
+        replies = {item.address: item.reply for item in result.results}
+        report = build_dsn(
+            hostname=self.config.server.hostname,
+            queue_id=message.queue_id,
+            sender=message.sender,
+            received_at=message.received_at,
+            original=original,
+            failed=[
+                FailedRecipient(
+                    address=u.address,
+                    state=u.state,
+                    status=replies[u.address].enhanced or ("4.4.7" if u.state == "expired" else "5.0.0"),
+                    diagnostic=u.last_reply,
+                    remote_mta=u.last_host.split("[", 1)[0],
+                    last_attempt=self.clock(),
+                )
+                for u in failed
+            ],
+        )
+        dsn_queue_id = await self.inject("", message.sender, report)
+        log.info("dsn_queued", queue_id=message.queue_id, dsn_queue_id=dsn_queue_id, recipients=len(failed))
 
     async def _suppress_hard_bounces(self, queue_id: str, updates: list[RecipientUpdate], result: AttemptResult) -> None:
         if self.suppressions is None:

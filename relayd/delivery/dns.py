@@ -1,4 +1,4 @@
-"""DNS look-ups for delivery, with dnspython's exceptions translated at this edge."""
+"""DNS look-ups for delivery and the alignment check, with dnspython's exceptions translated at this edge."""
 
 import asyncio
 
@@ -22,19 +22,24 @@ class TemporaryFailure(Exception):
     """SERVFAIL, REFUSED, a time-out or an unreachable server: try again later."""
 
 
+def configure_resolver(resolver_class: type[dns.resolver.BaseResolver], config: DnsConfig):
+    """Build a dnspython resolver on the configured name servers, or the system's, with a TTL cache."""
+    if config.nameservers:
+        resolver = resolver_class(configure=False)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in config.nameservers]
+    else:
+        resolver = resolver_class()
+    resolver.lifetime = config.timeout
+    resolver.timeout = config.timeout
+    resolver.cache = dns.resolver.Cache()
+    return resolver
+
+
 class Resolver:
-    """MX and address look-ups on the configured name servers, cached for the records' TTL."""
+    """MX, address and TXT look-ups on the configured name servers, cached for the records' TTL."""
 
     def __init__(self, config: DnsConfig):
-        if config.nameservers:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.host, ns.port) for ns in config.nameservers]
-        else:
-            resolver = dns.asyncresolver.Resolver()
-        resolver.lifetime = config.timeout
-        resolver.timeout = config.timeout
-        resolver.cache = dns.resolver.Cache()
-        self._resolver = resolver
+        self._resolver = configure_resolver(dns.asyncresolver.Resolver, config)
 
     async def _query(self, name: str, rdtype: str):
         try:
@@ -54,6 +59,20 @@ class Resolver:
         """Return (preference, exchange) pairs; the exchange "." marks a null MX (RFC 7505)."""
         answer = await self._query(domain, "MX")
         return [(record.preference, record.exchange.to_text(omit_final_dot=True) or ".") for record in answer]
+
+    async def txt(self, name: str) -> list[str]:
+        """Return each TXT record of `name` as one string, or [] when there is none.
+
+        A record's character-strings are joined with nothing between them
+        (RFC 7208 3.3, RFC 6376 3.6.2.2). Bytes outside ASCII become U+FFFD,
+        so they never match a tag. Raise TemporaryFailure on SERVFAIL or a
+        time-out.
+        """
+        try:
+            answer = await self._query(name, "TXT")
+        except (NotFound, NoData):
+            return []
+        return [b"".join(record.strings).decode("ascii", "replace") for record in answer]
 
     async def addresses(self, host: str) -> list[str]:
         """Return the IPv6 then the IPv4 addresses of `host`.

@@ -41,8 +41,3 @@ def for_connection(replies: list[Reply]) -> str:
     if replies and all(r.command == "CONNECT" and 500 <= r.code < 600 for r in replies):
         return BOUNCED
     return DEFERRED
-
-
-def local_reply(code: int, enhanced: str, text: str, command: str) -> Reply:
-    """Build the reply relayd records for an error that no remote server sent."""
-    return Reply(code, enhanced, text, command)

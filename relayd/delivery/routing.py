@@ -44,6 +44,10 @@ class Router:
         self.resolver = resolver
         self.rng = rng
 
+    def is_routed(self, domain: str) -> bool:
+        """Tell whether a configured route, not MX records, decides the next hop."""
+        return domain in self.routes or "*" in self.routes
+
     async def hosts_for(self, domain: str) -> list[MxHost]:
         """Return the next hops for `domain` in the order to try them; raise RouteError."""
         route = self.routes.get(domain) or self.routes.get("*")

@@ -17,6 +17,8 @@ def check_content(content: bytes) -> Reply | None:
     CRLF-terminated lines; any CR or LF left after removing those pairs is a
     bare line ending.
     """
+    if b"\0" in content:
+        return replies.R550_NUL_BYTE
     without_crlf = content.replace(b"\r\n", b"")
     if b"\n" in without_crlf:
         return replies.R550_BARE_LINE_ENDING.format(what="LF")

@@ -1,5 +1,6 @@
 """aiosmtpd handler hooks: relay access, envelope checks and spooling at end of DATA."""
 
+import asyncio
 import dataclasses
 import ipaddress
 import time
@@ -11,9 +12,14 @@ import structlog
 
 from relayd import events, maillog
 from relayd.addresses import Address, AddressError, parse_path
+from relayd.alignment.policy import AlignmentPolicy
+from relayd.classes import InvalidClass, choose_class, requested_class, without_class_field
 from relayd.config import Config
+from relayd.dkim.keys import SigningKey
+from relayd.dkim.signer import Signer
 from relayd.events import EventRecorder
-from relayd.prepare import header_field, prepare, remove_fields
+from relayd.headers import header_field, remove_fields
+from relayd.prepare import prepare
 from relayd.reply import Reply
 from relayd.smtp import idempotency, replies
 from relayd.smtp.content import check_content
@@ -23,8 +29,9 @@ from relayd.suppression import BOUNCE, SuppressionList
 
 log = structlog.get_logger("relayd.smtp")
 
-# Called with the queue id and the recipient domains of each accepted message.
-AcceptedCallback = Callable[[str, set[str]], None]
+# Called with the queue id, the recipient domains, the class and the
+# acceptance time of each accepted message.
+AcceptedCallback = Callable[[str, set[str], str, float], None]
 
 
 @dataclass
@@ -42,17 +49,21 @@ class SubmissionHandler:
         self,
         config: Config,
         spool: Spool,
+        signer: Signer,
         on_accepted: AcceptedCallback,
         suppressions: SuppressionList,
         keys: IdempotencyStore,
         recorder: EventRecorder,
+        alignment: AlignmentPolicy | None = None,
     ):
         self.config = config
         self.spool = spool
+        self.signer = signer
         self.on_accepted = on_accepted
         self.suppressions = suppressions
         self.keys = keys
         self.recorder = recorder
+        self.alignment = alignment or AlignmentPolicy("off")
 
     def _client(self, session) -> str:
         return str(session.peer[0]) if session.peer else "unknown"
@@ -99,7 +110,9 @@ class SubmissionHandler:
         transaction: Transaction = envelope.relayd
         limit = self.config.smtp.max_recipients
         if len(transaction.recipients) >= limit:
-            return self._reject(session, replies.R452_TOO_MANY_RECIPIENTS.format(limit=limit), "recipient limit reached")
+            return self._reject(
+                session, replies.R452_TOO_MANY_RECIPIENTS.format(limit=limit), "recipient limit reached", recipient=address
+            )
         try:
             recipient = parse_path(address, smtputf8=envelope.smtp_utf8, role="recipient")
         except AddressError as exc:
@@ -139,17 +152,28 @@ class SubmissionHandler:
         problem = check_content(content)
         if problem is not None:
             return self._reject(session, problem, problem.text, size=len(content))
+        try:
+            requested = requested_class(content)
+        except InvalidClass as exc:
+            reply = replies.R550_INVALID_CLASS.format(value=str(exc))
+            return self._reject(session, reply, "invalid X-Relayd-Class")
+        content = without_class_field(content)
+        sender = str(transaction.sender) if transaction.sender else ""
+        domains = [r.ascii_domain for r in transaction.recipients]
+        message_class = choose_class(self.config, requested, sender, domains)
 
         client = self._client(session)
         key = idempotency.submission_key(content, client, self.config.idempotency)
-        # The key is for relayd alone: it never reaches the recipients.
+        # The key is for relayd alone: it never reaches the recipients. It is
+        # removed before the message is prepared and signed, so the DKIM
+        # signature covers the content that is delivered.
         content = remove_fields(content, idempotency.HEADER)
         queue_id = new_queue_id()
         if key is not None:
             reply = await self._claim(session, transaction, content, key, queue_id)
             if reply is not None:
                 return reply
-        return await self._accept(session, envelope, content, key, queue_id)
+        return await self._accept(session, envelope, content, message_class, key, queue_id)
 
     async def _claim(
         self, session, transaction: Transaction, content: bytes, key: IdempotencyKey, queue_id: str
@@ -165,33 +189,33 @@ class SubmissionHandler:
             return self._reject(session, replies.R451_KEY_IN_USE, f"idempotency key held by {claim.queue_id}")
         return None
 
-    async def _accept(self, session, envelope, content: bytes, key: IdempotencyKey | None, queue_id: str) -> str:
+    async def _accept(
+        self, session, envelope, content: bytes, message_class: str, key: IdempotencyKey | None, queue_id: str
+    ) -> str:
         """Spool the message for its recipients that are not dropped, store the events, then reply."""
         transaction: Transaction = envelope.relayd
         client = self._client(session)
-        received_at = time.time()
-        prepared = prepare(
-            content,
-            queue_id=queue_id,
-            hostname=self.config.server.hostname,
-            client_ip=client,
-            client_helo=session.host_name or "",
-            protocol=_protocol(session, envelope),
-            recipients=[str(r) for r in transaction.recipients],
-        )
-        message_id = header_field(prepared, "message-id") or ""
         delivered = [r for r in transaction.recipients if str(r) not in transaction.suppressed]
         dropped = [r for r in transaction.recipients if str(r) in transaction.suppressed]
-        message = NewMessage(
-            sender=str(transaction.sender) if transaction.sender else "",
-            recipients=tuple((str(r), r.ascii_domain) for r in delivered),
-            content=prepared,
-            received_at=received_at,
-            client=client,
-            smtputf8=bool(envelope.smtp_utf8),
-            body_8bit="BODY=8BITMIME" in envelope.mail_options,
-            message_id=message_id,
-        )
+        received_at = time.time()
+        try:
+            message, signing_keys = await self._prepare(
+                session, envelope, content, message_class, queue_id, received_at, delivered
+            )
+            signing_domain = signing_keys[0].domain if signing_keys else None
+            rejection = await self.alignment.check(
+                transaction.sender, message.content, signing_domain, queue_id=queue_id, client=client
+            )
+        except BaseException:
+            # Signing and the alignment check take time, and the client may
+            # leave meanwhile. A claim left pending would make every
+            # resubmission get 451 until the next start.
+            await self._release(key, queue_id)
+            raise
+        if rejection is not None:
+            await self._release(key, queue_id)
+            return self._reject(session, rejection.reply, rejection.reason, from_domain=rejection.from_domain)
+
         if delivered:
             try:
                 await self.spool.add(queue_id, message)
@@ -203,6 +227,7 @@ class SubmissionHandler:
 
         # The events are stored before the key is committed and before any
         # attempt is scheduled, so they come first in the message's order.
+        message_id = message.message_id
         await self.recorder.record(
             [self._event("queued", queue_id, message_id, r, received_at) for r in delivered]
             + [
@@ -217,16 +242,61 @@ class SubmissionHandler:
             queue_id=queue_id,
             sender=message.sender,
             recipients=len(message.recipients),
-            size=len(prepared),
-            client=message.client,
+            size=len(message.content),
+            client=client,
+            dkim=[f"{signing_key.domain}/{signing_key.selector}" for signing_key in signing_keys],
+            message_id=message_id,
+            message_class=message_class,
         )
         for recipient in dropped:
             maillog.suppressed(
                 queue_id=queue_id, recipient=str(recipient), reason=transaction.suppressed[str(recipient)].reason, client=client
             )
         if delivered:
-            self.on_accepted(queue_id, {r.ascii_domain for r in delivered})
+            self.on_accepted(queue_id, {r.ascii_domain for r in delivered}, message_class, received_at)
         return str(replies.R250_QUEUED.format(queue_id=queue_id))
+
+    async def _prepare(
+        self,
+        session,
+        envelope,
+        content: bytes,
+        message_class: str,
+        queue_id: str,
+        received_at: float,
+        delivered: list[Address],
+    ) -> tuple[NewMessage, list[SigningKey]]:
+        """Add the Received field (and Message-ID and Date where missing), sign, and build the message to spool."""
+        transaction: Transaction = envelope.relayd
+        prepared = prepare(
+            content,
+            queue_id=queue_id,
+            hostname=self.config.server.hostname,
+            client_ip=self._client(session),
+            client_helo=session.host_name or "",
+            protocol=_protocol(session, envelope),
+            recipients=[str(r) for r in transaction.recipients],
+        )
+        signatures, signing_keys = await self._sign(prepared)
+        prepared = signatures + prepared
+        message = NewMessage(
+            sender=str(transaction.sender) if transaction.sender else "",
+            recipients=tuple((str(r), r.ascii_domain) for r in delivered),
+            content=prepared,
+            received_at=received_at,
+            client=self._client(session),
+            smtputf8=bool(envelope.smtp_utf8),
+            body_8bit="BODY=8BITMIME" in envelope.mail_options,
+            message_class=message_class,
+            message_id=header_field(prepared, "message-id") or "",
+        )
+        return message, signing_keys
+
+    async def _sign(self, content: bytes) -> tuple[bytes, list[SigningKey]]:
+        """Sign in a worker thread: canonicalizing a large body would stall every session."""
+        if not self.signer.has_keys:
+            return b"", []
+        return await asyncio.to_thread(self.signer.sign, content)
 
     async def _duplicate(self, session, transaction: Transaction, content: bytes, key: IdempotencyKey, original: str) -> str:
         now = time.time()

@@ -4,7 +4,7 @@ import asyncio
 import time
 
 from relayd.config.model import IdempotencyConfig
-from relayd.prepare import header_field
+from relayd.headers import header_field
 from relayd.state import PENDING, IdempotencyKey, IdempotencyStore, Reservation
 
 HEADER = "Idempotency-Key"

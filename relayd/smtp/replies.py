@@ -14,7 +14,11 @@ R250_QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
 # A resubmission with the Idempotency-Key (or Message-ID) of a message
 # accepted within the window: nothing new is queued.
 R250_DUPLICATE = Reply(250, "2.0.0", "Ok: duplicate of {queue_id}")
+R214_HELP = Reply(214, "2.0.0", "{detail}")
+# RFC 5321 3.5.3: a relay cannot verify a remote mailbox.
+R252_CANNOT_VERIFY = Reply(252, "2.5.0", "Cannot verify the address, but will accept a message for it and attempt delivery")
 
+R421_IDLE_TIMEOUT = Reply(421, "4.4.2", "Idle for too long, closing the connection")
 R451_STORE_FAILED = Reply(451, "4.3.0", "Temporary failure storing the message, try again later")
 R451_KEY_IN_USE = Reply(
     451, "4.3.0", "Another submission with the same Idempotency-Key is being stored right now, try again later"
@@ -26,6 +30,9 @@ R452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients: at most {li
 
 R500_LINE_TOO_LONG_COMMAND = Reply(500, "5.5.2", "Command line too long")
 R500_SYNTAX = Reply(500, "5.5.2", "Syntax error, command not recognized")
+R501_SYNTAX_ADDRESS = Reply(501, "5.5.4", "Syntax error in the address: enclose it in angle brackets, as in <user@example.com>")
+R502_NO_AUTH = Reply(502, "5.5.1", "AUTH is not supported: clients in an allowed network submit without authentication")
+R502_NO_STARTTLS = Reply(502, "5.5.1", "STARTTLS is not supported on this listener")
 R501_SYNTAX_MAIL = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
 R501_SYNTAX_RCPT = Reply(501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]")
 R501_BAD_PARAMETER = Reply(501, "5.5.4", "Invalid parameter: {detail}")
@@ -53,6 +60,11 @@ R550_LINE_TOO_LONG = Reply(
     "5.6.0",
     "Message refused: a line is longer than 998 octets; encode the body with quoted-printable or base64 and fold long header fields",
 )
+R550_INVALID_CLASS = Reply(
+    550, "5.6.0", "Message refused: X-Relayd-Class \"{value}\" is not a class; use auth, transactional, shipping or notification"
+)
+# RFC 6152 and RFC 5322 2.3: no NUL in message content, 8-bit or not.
+R550_NUL_BYTE = Reply(550, "5.6.0", "Message refused: it contains a NUL byte; encode binary data with base64")
 # RFC 5321 2.3.8: lines end with CRLF only. A bare CR or LF is what SMTP
 # smuggling relies on, so the whole message is refused rather than repaired.
 R550_BARE_LINE_ENDING = Reply(
@@ -60,5 +72,16 @@ R550_BARE_LINE_ENDING = Reply(
     "5.6.0",
     "Message refused: it contains a bare {what}; every line must end with CRLF",
 )
+# The alignment check under [policy] alignment = "reject". RFC 7372 defines
+# x.7.26 as "multiple authentication checks failed": here DKIM and SPF.
+R550_NOT_ALIGNED = Reply(550, "5.7.26", "Message refused: mail from {domain} would fail DMARC because {reason}")
+# RFC 7489 6.6.1: DMARC needs exactly one author address in From.
+R550_NO_AUTHOR_DOMAIN = Reply(
+    550,
+    "5.7.1",
+    "Message refused: the From field must contain exactly one address, so that receivers can check DMARC for its domain",
+)
+# RFC 3463 x.4.3: a directory server (here DNS) failed.
+R451_ALIGNMENT_UNCHECKED = Reply(451, "4.4.3", "Temporary DNS failure checking DMARC alignment for {domain}, try again later")
 R552_TOO_BIG = Reply(552, "5.3.4", "Message too big: the maximum size is {limit} bytes")
 R555_UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported MAIL FROM or RCPT TO parameter")

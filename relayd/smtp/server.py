@@ -6,6 +6,7 @@ import secrets
 import structlog
 from aiosmtpd.smtp import SMTP
 
+from relayd import maillog
 from relayd.config import Config
 from relayd.reply import Reply
 from relayd.smtp import replies
@@ -26,9 +27,7 @@ _LIBRARY_REPLIES: dict[str, Reply] = {
     "503 Error: nested MAIL command": replies.R503_NESTED_MAIL,
     "503 Error: send HELO first": replies.R503_NEED_EHLO,
     "503 Error: send EHLO first": replies.R503_NEED_EHLO,
-    "553 5.1.3 Error: malformed address": Reply(
-        553, "5.1.3", "Invalid address: enclose it in angle brackets, as in <user@example.com>"
-    ),
+    "553 5.1.3 Error: malformed address": replies.R501_SYNTAX_ADDRESS,
     "501 Error: BODY can only be one of 7BIT, 8BITMIME": replies.R501_BAD_PARAMETER.format(
         detail="BODY must be 7BIT or 8BITMIME"
     ),
@@ -58,15 +57,56 @@ class RelaySMTP(SMTP):
     async def _handle_client(self) -> None:
         # aiosmtpd runs each session in its own task, so ids bound here
         # reach every log line of this session and no other.
-        peer = self.session.peer if self.session else None
-        structlog.contextvars.bind_contextvars(
-            peer=f"{peer[0]}:{peer[1]}" if peer else "unknown", session=secrets.token_hex(4)
-        )
+        self._session_id = secrets.token_hex(4)
+        structlog.contextvars.bind_contextvars(peer=self._peer(), session=self._session_id)
         await super()._handle_client()
+
+    def _peer(self) -> str:
+        peer = self.session.peer if self.session else None
+        if not peer:
+            return "unknown"
+        return f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
 
     async def push(self, status):
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
-        await super().push(self._translate(text))
+        reply = self._translate(text)
+        if reply != text and reply[:1] in ("4", "5"):
+            # A refusal aiosmtpd decided (size, syntax, order of commands):
+            # the handler did not log it.
+            maillog.rejected(reply=Reply.parse(int(reply[:3]), reply[4:]), reason="protocol", client=self._client())
+        if not (self.envelope is not None and self.envelope.smtp_utf8) and not reply.isascii():
+            # RFC 6531 3.7.4.2: UTF-8 in replies only to SMTPUTF8 clients.
+            reply = reply.encode("ascii", "backslashreplace").decode("ascii")
+        await super().push(reply)
+
+    def _client(self) -> str:
+        return str(self.session.peer[0]) if self.session and self.session.peer else "unknown"
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        maillog.rejected(reply=replies.R502_NO_AUTH, reason="AUTH attempted", client=self._client())
+        await super().push(str(replies.R502_NO_AUTH))
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        maillog.rejected(reply=replies.R502_NO_STARTTLS, reason="STARTTLS attempted", client=self._client())
+        await super().push(str(replies.R502_NO_STARTTLS))
+
+    def _timeout_cb(self):
+        # RFC 5321 4.5.3.2: a server that closes an idle session sends 421 first.
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(str(replies.R421_IDLE_TIMEOUT).encode() + b"\r\n")
+        log.info("session_idle_timeout", peer=self._peer(), session=getattr(self, "_session_id", ""))
+        super()._timeout_cb()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        in_transaction = bool(self.envelope is not None and self.envelope.mail_from)
+        log.info(
+            "session_closed",
+            peer=self._peer(),
+            session=getattr(self, "_session_id", ""),
+            in_transaction=in_transaction,
+            error=str(error) if error else None,
+        )
+        super().connection_lost(error)
 
     def _translate(self, text: str) -> str:
         if text.startswith("552 Error:"):
@@ -79,6 +119,10 @@ class RelaySMTP(SMTP):
             return str(replies.R501_SYNTAX_RCPT)
         if text.startswith('500 Error: command "'):
             return str(replies.R500_SYNTAX)
+        if text.startswith("250 Supported commands:"):
+            return str(replies.R214_HELP.format(detail=text[4:]))
+        if text.startswith("252 Cannot VRFY"):
+            return str(replies.R252_CANNOT_VERIFY)
         return _add_enhanced_code(text)
 
     def _getaddr(self, arg: str):

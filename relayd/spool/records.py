@@ -65,3 +65,15 @@ class RecipientUpdate:
     next_attempt: float | None
     last_reply: str
     last_host: str
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """One (message, domain) with pending recipients, as recovery schedules it."""
+
+    queue_id: str
+    domain: str
+    due: float
+    message_class: str
+    received_at: float
+    attempted: bool

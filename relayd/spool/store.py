@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 from relayd.spool.database import Database
-
 from relayd.spool.records import (
     PENDING_STATES,
     NewMessage,
+    PendingJob,
     RecipientState,
     RecipientUpdate,
     SpooledMessage,
@@ -136,14 +136,16 @@ class Spool:
 
         return await self._write(insert)
 
-    async def pending(self) -> list[tuple[str, str, float]]:
-        """Return (queue id, domain, due time) for every domain with pending recipients."""
+    async def pending(self) -> list[PendingJob]:
+        """Return one PendingJob for every (message, domain) with pending recipients, earliest due first."""
 
         def query(connection: sqlite3.Connection):
-            return connection.execute(
-                "SELECT queue_id, domain, MIN(COALESCE(next_attempt, 0)) FROM recipients "
-                f"WHERE state IN {_PENDING} GROUP BY queue_id, domain ORDER BY 3"
+            rows = connection.execute(
+                "SELECT r.queue_id, r.domain, MIN(COALESCE(r.next_attempt, 0)), m.message_class, m.received_at, "
+                "MAX(r.attempts) FROM recipients r JOIN messages m ON m.queue_id = r.queue_id "
+                f"WHERE r.state IN {_PENDING} GROUP BY r.queue_id, r.domain ORDER BY 3"
             ).fetchall()
+            return [PendingJob(q, d, due, c, received, attempts > 0) for q, d, due, c, received, attempts in rows]
 
         return await self._read(query)
 

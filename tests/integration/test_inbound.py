@@ -3,6 +3,7 @@
 import smtplib
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,60 @@ def test_commands_out_of_order(relay):
     assert session.send(b"MAIL FROM:<app@sender.test>\r\n").startswith(b"503 5.5.1 ")
     assert session.send(b"BOGUS\r\n").startswith(b"500 5.5.2 ")
     session.close()
+
+
+def test_auth_and_starttls_not_supported(relay):
+    relayd, _ = relay
+    session = RawSession(relayd.smtp_port)
+    session.send(b"EHLO client.test\r\n")
+    assert session.send(b"AUTH PLAIN AGFwcABzZWNyZXQ=\r\n").startswith(b"502 5.5.1 AUTH is not supported")
+    assert session.send(b"STARTTLS\r\n").startswith(b"502 5.5.1 STARTTLS is not supported")
+    session.close()
+    reasons = [e["reason"] for e in relayd.wait_for_event("rejected", count=2)]
+    assert reasons == ["AUTH attempted", "STARTTLS attempted"]
+
+
+def test_nul_byte_refused(relay):
+    relayd, sink = relay
+    session = RawSession(relayd.smtp_port)
+    session.send(b"EHLO client.test\r\n")
+    session.send(b"MAIL FROM:<app@sender.test>\r\n")
+    session.send(b"RCPT TO:<user@dest.test>\r\n")
+    session.send(b"DATA\r\n")
+    reply = session.send(b"Subject: nul\r\n\r\na\x00b\r\n.\r\n")
+    session.close()
+    assert reply.startswith(b"550 5.6.0 "), reply
+    assert b"NUL" in reply
+    assert relayd.events("accepted") == []
+
+
+def test_protocol_refusal_is_logged(relay):
+    relayd, _ = relay
+    session = RawSession(relayd.smtp_port)
+    session.send(b"EHLO client.test\r\n")
+    session.send(b"MAIL FROM:<app@sender.test> SIZE=50000\r\n")
+    session.close()
+    rejected = relayd.wait_for_event("rejected", reason="protocol")[0]
+    assert rejected["reply"].startswith("552 5.3.4 ")
+    closed = relayd.wait_for_event("session_closed")[0]
+    assert closed["in_transaction"] is False
+
+
+def test_idle_session_gets_421(sinks, daemon):
+    relayd = daemon({"smtp": {"idle_timeout": "1s"}})
+    session = RawSession(relayd.smtp_port)
+    session.send(b"EHLO client.test\r\n")
+    started = time.monotonic()
+    reply = session.reply()
+    session.close()
+    assert reply.startswith(b"421 4.4.2 ")
+    assert time.monotonic() - started >= 0.9
+    assert relayd.wait_for_event("session_idle_timeout")
+
+
+def test_spool_directory_private(relay):
+    relayd, _ = relay
+    spool = Path(relayd.config["server"]["spool_dir"])
+    assert spool.stat().st_mode & 0o777 == 0o700
+    assert (spool / "spool.db").stat().st_mode & 0o077 == 0
+    assert (spool / "state.db").stat().st_mode & 0o077 == 0

@@ -1,5 +1,7 @@
 """Per-recipient outcomes through the running daemon: delivered, deferred, bounced, expired."""
 
+import email
+import email.policy
 import time
 
 from tests.support.sinks import SmtpScript
@@ -91,3 +93,42 @@ def test_destination_down_expires_at_give_up_age(daemon):
     assert expired["attempt"] == len(deferrals) + 1
     assert time.time() - accepted_at >= 3.0
     assert relayd.events("bounced", queue_id=queue_id) == []
+
+
+def test_dsn_sent_for_bounce(sinks, daemon):
+    destination = sinks("127.0.0.2", SmtpScript(rcpt_default="550 5.1.1 No such user here"))
+    sender_mx = sinks("127.0.0.3")
+    relayd = daemon({"routes": {"hard.test": "127.0.0.2", "sender.test": "127.0.0.3"}, "delivery": {"dsn": True}})
+    original = b"Subject: reset\r\nMessage-ID: <m1@sender.test>\r\n\r\nYour code is 123456\r\n"
+    queue_id = relayd.submit(["nobody@hard.test"], original)
+    dsn_event = relayd.wait_for_event("dsn_queued", queue_id=queue_id)[0]
+
+    arrived = sender_mx.wait_for(1)[0]
+    assert arrived.mail_from == "<>"
+    assert arrived.rcpt_tos == ("app@sender.test",)
+    report = email.message_from_bytes(arrived.content, policy=email.policy.default)
+    assert report.get_content_type() == "multipart/report"
+    status = list(report.iter_parts())[1].get_payload()[1]
+    assert status["Final-Recipient"] == "rfc822; nobody@hard.test"
+    assert status["Status"] == "5.1.1"
+    assert b"123456" not in arrived.content
+    assert relayd.wait_for_event("delivered", queue_id=dsn_event["dsn_queue_id"])
+    assert destination.messages == []
+
+
+def test_no_dsn_for_null_sender(sinks, daemon):
+    sinks("127.0.0.2", SmtpScript(rcpt_default="550 5.1.1 No such user here"))
+    relayd = daemon({"routes": {"hard.test": "127.0.0.2", "sender.test": "127.0.0.3"}, "delivery": {"dsn": True}})
+    queue_id = relayd.submit(["nobody@hard.test"], MESSAGE, sender="")
+    assert relayd.wait_for_event("bounced", queue_id=queue_id)
+    time.sleep(0.5)
+    assert relayd.events("dsn_queued") == []
+
+
+def test_no_dsn_when_disabled(sinks, daemon):
+    sinks("127.0.0.2", SmtpScript(rcpt_default="550 5.1.1 No such user here"))
+    relayd = daemon({"routes": {"hard.test": "127.0.0.2"}})
+    queue_id = relayd.submit(["nobody@hard.test"], MESSAGE)
+    assert relayd.wait_for_event("bounced", queue_id=queue_id)
+    time.sleep(0.5)
+    assert relayd.events("dsn_queued") == []

@@ -60,7 +60,7 @@ def test_transient_and_unlisted_codes_not_suppressed(sinks, daemon):
         "127.0.0.2",
         SmtpScript(rcpt={"full@supp.test": "452 4.2.2 Mailbox full", "spam@supp.test": "550 5.7.1 Rejected as spam"}),
     )
-    relayd = daemon({"routes": {"supp.test": "127.0.0.2"}, "retry": {"first": "10s"}})
+    relayd = daemon({"routes": {"supp.test": "127.0.0.2"}, "retry": {"first": "10s", "max_interval": "10s"}})
     queue_id = relayd.submit(["full@supp.test", "spam@supp.test"], MESSAGE)
     relayd.wait_for_event("deferred", queue_id=queue_id)
     relayd.wait_for_event("bounced", queue_id=queue_id)

@@ -157,3 +157,32 @@ def test_failing_endpoint_retried_until_2xx(sinks, daemon, webhook_receiver):
     assert timestamps == sorted(timestamps)
     assert relayd.events("webhook_endpoint_failing")
     assert relayd.events("webhook_endpoint_recovered")
+
+
+def test_dsn_gets_queued_and_delivered_events(sinks, daemon, webhook_receiver):
+    receiver = webhook_receiver()
+    sinks("127.0.0.2", SmtpScript(rcpt_default="550 5.1.1 No such user here"))
+    sinks("127.0.0.3")
+    relayd = daemon(
+        {
+            "routes": {"hard.test": "127.0.0.2", "sender.test": "127.0.0.3"},
+            "delivery": {"dsn": True},
+            "webhooks": [{"url": receiver.url, "secret": receiver.secret, "retry": FAST_RETRY}],
+        }
+    )
+    queue_id = submit(relayd, ["nobody@hard.test"], 1)
+    dsn_queue_id = relayd.wait_for_event("dsn_queued", queue_id=queue_id)[0]["dsn_queue_id"]
+    relayd.wait_for_event("delivered", queue_id=dsn_queue_id)
+
+    expected = {
+        ("queued", queue_id, "nobody@hard.test", 0),
+        ("bounced", queue_id, "nobody@hard.test", 1),
+        ("queued", dsn_queue_id, "app@sender.test", 0),
+        ("delivered", dsn_queue_id, "app@sender.test", 1),
+    }
+    receiver.wait_until(lambda r: received_events(r) >= expected, description="events of the message and its DSN")
+    dsn_events = [r.event for r in receiver.requests if r.event["data"]["queue_id"] == dsn_queue_id]
+    assert [e["type"] for e in dsn_events] == ["queued", "delivered"]
+    # The DSN carries the Message-ID relayd wrote for it, on relayd's host name.
+    assert dsn_events[0]["data"]["message_id"].endswith("@relay.test>")
+    assert dsn_events[1]["data"]["message_id"] == dsn_events[0]["data"]["message_id"]

@@ -151,7 +151,10 @@ class DnsServer:
     and call start() again.
     """
 
-    def __init__(self, tmp_path: str | Path) -> None:
+    def __init__(self, tmp_path: str | Path, ttl: int = 0) -> None:
+        # dnsmasq gives records from its config this TTL in seconds ("local-ttl");
+        # its default of 0 keeps clients from caching them.
+        self.ttl = ttl
         self.directory = Path(tmp_path) / "dnsmasq"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config_path = self.directory / "dnsmasq.conf"
@@ -316,6 +319,7 @@ class DnsServer:
             f"pid-file={self.pid_path}",
             f"log-facility={self.log_path}",
             "log-queries",
+            f"local-ttl={self.ttl}",
         ]
         if os.geteuid() == 0:
             # Started as root, dnsmasq otherwise switches to "nobody", which

@@ -1,0 +1,1 @@
+"""Implementations of the relayd subcommands other than serve."""

@@ -1,0 +1,1 @@
+"""DKIM: signing keys, the signer, and verification for `relayd verify`."""

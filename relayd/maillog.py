@@ -46,6 +46,26 @@ def accepted(
     )
 
 
+def duplicate(*, queue_id: str, client: str, recipients: int, key_kind: str) -> None:
+    """Log a resubmission that got the queue id of the message it repeats back."""
+    log.info("duplicate", queue_id=queue_id, client=client, recipients=recipients, key_kind=key_kind)
+
+
+def suppressed(*, queue_id: str, recipient: str, reason: str, client: str) -> None:
+    """Log a recipient accepted and dropped because it is on the suppression list."""
+    log.info("suppressed", queue_id=queue_id, recipient=recipient, reason=reason, client=client)
+
+
+def suppression_added(*, queue_id: str, recipient: str, reason: str, expires_at: float | None) -> None:
+    log.info(
+        "suppression_added",
+        queue_id=queue_id,
+        recipient=recipient,
+        reason=reason,
+        expires_at=round(expires_at, 3) if expires_at is not None else None,
+    )
+
+
 def rejected(*, reply: Reply, reason: str, client: str, **fields: object) -> None:
     """Log and count a refusal in the inbound dialog; `reason` is the internal detail the client does not see."""
     log.info("rejected", reason=reason, client=client, **_reply_fields(reply), **fields)

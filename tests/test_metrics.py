@@ -8,7 +8,16 @@ from relayd.reply import Reply
 from relayd.smtp import replies
 
 # Values for the placeholders, as the listener fills them in.
-FILLED = {"client": "192.0.2.1", "limit": "100", "detail": "x", "what": "LF", "value": "bulk", "domain": "example.com", "reason": "no key"}
+FILLED = {
+    "client": "192.0.2.1",
+    "limit": "100",
+    "detail": "x",
+    "what": "LF",
+    "value": "bulk",
+    "domain": "example.com",
+    "reason": "no key",
+    "date": "2026-01-02",
+}
 
 
 def value(name: str, **labels: str) -> float:
@@ -35,6 +44,9 @@ def test_rejection_reason_of_reply(name):
         ("R550_NO_AUTHOR_DOMAIN", "alignment"),
         ("R550_NUL_BYTE", "invalid_content"),
         ("R550_INVALID_CLASS", "invalid_class"),
+        ("R550_SUPPRESSED_MANUAL", "suppressed"),
+        ("R451_KEY_IN_USE", "idempotency_key_in_use"),
+        ("R451_STORE_FAILED", "store_failed"),
         ("R452_SPOOL_FULL", "spool_full"),
         ("R452_TOO_MANY_RECIPIENTS", "too_many_recipients"),
         ("R421_SHUTTING_DOWN", "shutting_down"),

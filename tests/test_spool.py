@@ -1,6 +1,7 @@
 """Tests for relayd.spool on a real SQLite database under tmp_path."""
 
 import asyncio
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -68,6 +69,37 @@ async def test_spool_add_load_round_trip(spool):
     assert message.message_class == "auth"
     assert [r.address for r in recipients] == ["a@example.com", "c@example.com"]
     assert recipients[0] == RecipientState("a@example.com", "example.com", "queued", 0, None, "", "")
+
+
+async def test_spool_message_id_round_trip(spool):
+    await spool.add("Q1", dataclasses.replace(_message("a@example.com"), message_id="<m1@app.test>"))
+    await spool.add("Q2", _message("a@example.com"))
+
+    first, _ = await spool.load("Q1", "example.com")
+    second, _ = await spool.load("Q2", "example.com")
+
+    assert first.message_id == "<m1@app.test>"
+    assert second.message_id == ""
+
+
+async def test_spool_unattempted_recipients(spool):
+    await spool.add("Q1", dataclasses.replace(_message("a@example.com", "b@example.org"), message_id="<m@x>"))
+    await spool.add("Q2", _message("c@example.com"))
+    await spool.record("Q1", [_update("a@example.com", "deferred", next_attempt=2000.0)])
+
+    unattempted = await spool.unattempted()
+
+    assert unattempted == [
+        ("Q1", "<m@x>", "b@example.org", "example.org", 1000.0),
+        ("Q2", "", "c@example.com", "example.com", 1000.0),
+    ]
+
+
+async def test_spool_contains(spool):
+    await spool.add("Q1", _message("a@example.com"))
+
+    assert await spool.contains(["Q1", "Q9"]) == {"Q1"}
+    assert await spool.contains([]) == set()
 
 
 async def test_spool_content_round_trip(spool):

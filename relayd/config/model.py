@@ -13,6 +13,7 @@ TLS_MODES = ("opportunistic", "required", "off")
 ALIGNMENT_POLICIES = ("reject", "warn", "off")
 DKIM_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
 WEBHOOK_EVENTS = ("queued", "delivered", "deferred", "bounced", "expired", "suppressed", "duplicate")
+SUPPRESSION_ACTIONS = ("reject", "drop")
 
 
 @dataclass(frozen=True)
@@ -139,11 +140,40 @@ class PolicyConfig:
     alignment: str = "warn"
 
 
+# Standard Webhooks suggests retrying over several days with exponential
+# backoff; this curve (5 s, 20 s, 80 s, ... capped at 6 h) keeps trying for
+# 3 days, past a weekend outage of the receiver.
+WEBHOOK_RETRY = RetryPolicy(first=5.0, multiplier=4.0, max_interval=6 * 3600.0, give_up=3 * 86400.0)
+
+
 @dataclass(frozen=True)
 class Webhook:
     url: str
     secret: str = field(repr=False)
     events: tuple[str, ...] = WEBHOOK_EVENTS
+    # Standard Webhooks recommends a request timeout of 15 to 30 seconds.
+    timeout: float = 15.0
+    max_concurrency: int = 4
+    retry: RetryPolicy = WEBHOOK_RETRY
+
+
+@dataclass(frozen=True)
+class SuppressionConfig:
+    # Enhanced status codes (RFC 3463) of a bounce that add the recipient to
+    # the suppression list: X.1.1 bad mailbox, X.1.2 bad system, X.1.3 bad
+    # mailbox syntax, X.1.6 mailbox moved, X.1.10 null MX (RFC 7505), X.2.1
+    # mailbox disabled. "x" in a code matches any number.
+    codes: tuple[str, ...] = ("5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1")
+    # "reject": 550 at RCPT; "drop": accept, send nothing, emit a suppressed event.
+    action: str = "reject"
+    # Lifetime of an entry added by a bounce; None keeps it until removed.
+    ttl: float | None = None
+
+
+@dataclass(frozen=True)
+class IdempotencyConfig:
+    window: float = 86400.0
+    by_message_id: bool = False
 
 
 # Delivery deadlines per class, and the retry keys in which a class differs
@@ -176,6 +206,8 @@ class Config:
     dkim_keys: tuple[DkimKey, ...] = ()
     policy: PolicyConfig = PolicyConfig()
     webhooks: tuple[Webhook, ...] = ()
+    suppression: SuppressionConfig = SuppressionConfig()
+    idempotency: IdempotencyConfig = IdempotencyConfig()
     path: Path | None = None
 
     def deadline_for(self, message_class: str) -> float:

@@ -16,6 +16,7 @@ from relayd.config.units import HostPort
 from relayd.delivery.scheduler import Scheduler
 from relayd.http.queue_api import QueueApi, control_guard
 from relayd.spool import Spool
+from relayd.state import OutboxStore, StateError
 
 log = structlog.get_logger("relayd.http")
 
@@ -40,7 +41,7 @@ class Health:
         return self.state == self.READY
 
 
-def create_app(health: Health, spool: Spool, scheduler: Scheduler) -> web.Application:
+def create_app(health: Health, spool: Spool, scheduler: Scheduler, outbox: OutboxStore | None = None) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": health.state}, status=200 if health.ok else 503)
 
@@ -53,6 +54,11 @@ def create_app(health: Health, spool: Spool, scheduler: Scheduler) -> web.Applic
             log.warning("metrics_queue_read_failed", error=str(exc), detail="the queue gauges keep their previous values")
         else:
             metrics.set_queue(summary.pending, summary.messages, time.time())
+        if outbox is not None:
+            try:
+                metrics.set_webhook_outbox(await outbox.count_events())
+            except StateError as exc:
+                log.warning("metrics_outbox_read_failed", error=str(exc), detail="the outbox gauge keeps its previous value")
         return web.Response(body=metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     app = web.Application(middlewares=[control_guard])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from relayd.spool.records import PENDING_STATES, RecipientState, SpooledMessage
 
 _PENDING = "('" + "','".join(PENDING_STATES) + "')"
-_MESSAGE_COLUMNS = "queue_id, sender, received_at, size, client, smtputf8, body_8bit, message_class"
+_MESSAGE_COLUMNS = "queue_id, sender, received_at, size, client, smtputf8, body_8bit, message_class, message_id"
 _RECIPIENT_COLUMNS = "address, domain, state, attempts, next_attempt, last_reply, last_host"
 
 # SQLite before 3.32 allows at most 999 parameters in one statement.
@@ -39,7 +39,7 @@ class QueueSummary:
 
 
 def _message(row) -> SpooledMessage:
-    return SpooledMessage(*row[:5], bool(row[5]), bool(row[6]), row[7])
+    return SpooledMessage(*row[:5], bool(row[5]), bool(row[6]), row[7], row[8])
 
 
 def _recipients(connection: sqlite3.Connection, queue_ids: list[str], pending_only: bool) -> dict[str, list]:

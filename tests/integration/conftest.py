@@ -5,6 +5,7 @@ import pytest
 from tests.support.daemon import Daemon
 from tests.support.dns import DnsServer
 from tests.support.sinks import PostfixSink, RecordingSink, SmtpScript, free_tcp_port
+from tests.support.webhooks import WebhookReceiver, new_secret
 
 # Destination servers listen on these loopback addresses, all on the one
 # port relayd's delivery.port points at, as MX hosts on port 25 would.
@@ -82,3 +83,18 @@ def daemon(tmp_path, mx_port):
     yield start
     for instance in started:
         instance.kill()
+
+
+@pytest.fixture
+def webhook_receiver():
+    """Start WebhookReceivers on loopback: webhook_receiver() with a new secret."""
+    started = []
+
+    def start() -> WebhookReceiver:
+        receiver = WebhookReceiver(new_secret()).start()
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.close()

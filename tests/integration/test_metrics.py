@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 from relayd.dkim.keys import generate_key, write_private_file
-from tests.support.sinks import SmtpScript
+from tests.support.sinks import SmtpScript, free_tcp_port
+from tests.support.webhooks import new_secret
 
 MESSAGE = b"From: app@sender.test\r\nSubject: metrics\r\n\r\nhello\r\n"
 CLASS = "transactional"
@@ -20,9 +21,13 @@ def test_metrics_follow_mail_flow(tmp_path, dns_server, sinks, daemon):
     sinks("127.0.0.3", SmtpScript(rcpt={"grey@outcome.test": "451 4.7.1 Greylisted", "gone@outcome.test": "550 5.1.1 No such user"}))
     key_file = tmp_path / "sender.test.key"
     write_private_file(key_file, generate_key("rsa-sha256"))
+    # Nothing listens at the webhook URL, so every request fails and the events stay in the outbox.
+    dead_hook = f"http://127.0.0.1:{free_tcp_port('127.0.0.1')}/hook"
     relayd = daemon(
         {
             "smtp": {"allowed_networks": ["127.0.0.1/32"]},
+            "suppression": {"action": "drop"},
+            "webhooks": [{"url": dead_hook, "secret": new_secret(), "events": ["delivered", "bounced"]}],
             "http": {"metrics_domains": ["mx.test"]},
             "routes": {"outcome.test": "127.0.0.3"},
             "retry": {"first": "1s", "max_interval": "1s", "give_up": "4s"},
@@ -53,6 +58,10 @@ def test_metrics_follow_mail_flow(tmp_path, dns_server, sinks, daemon):
     relayd.wait_for_event("bounced", count=2)
     relayd.wait_for_event("deferred", recipient="grey@outcome.test")
 
+    # The bounce put gone@outcome.test on the suppression list: the next message to it is dropped.
+    relayd.submit(["gone@outcome.test"], MESSAGE)
+    relayd.wait_for_event("suppressed", recipient="gone@outcome.test")
+
     during = relayd.metrics()
     assert during.get("relayd_queue_recipients", state="deferred", **{"class": CLASS}) >= 1
     assert during.get("relayd_queue_messages", **{"class": CLASS}) >= 1
@@ -64,7 +73,7 @@ def test_metrics_follow_mail_flow(tmp_path, dns_server, sinks, daemon):
     def moved(name: str, **labels: str) -> float:
         return after.total(name, **labels) - before.total(name, **labels)
 
-    assert moved("relayd_messages_accepted_total", **{"class": CLASS}) == 3
+    assert moved("relayd_messages_accepted_total", **{"class": CLASS}) == 4
     assert moved("relayd_messages_rejected_total", reason="relay_denied") == 1
     assert moved("relayd_messages_rejected_total", reason="invalid_address") == 1
 
@@ -73,13 +82,13 @@ def test_metrics_follow_mail_flow(tmp_path, dns_server, sinks, daemon):
     assert moved("relayd_recipients_total", state="deferred", domain="other") >= 1
     assert moved("relayd_recipients_total", state="bounced", domain="other") == 2
     assert moved("relayd_recipients_total", state="expired", domain="other") == 1
-    assert after.get("relayd_recipients_total", state="suppressed", domain="other", **{"class": CLASS}) == 0
+    assert moved("relayd_recipients_total", state="suppressed", domain="other") == 1
 
     assert after.get("relayd_smtp_sessions_open") == 0
     assert after.get("relayd_queue_recipients", state="deferred", **{"class": CLASS}) == 0
     assert after.get("relayd_queue_messages", **{"class": CLASS}) == 0
 
-    assert moved("relayd_accept_latency_seconds_count", **{"class": CLASS}) == 3
+    assert moved("relayd_accept_latency_seconds_count", **{"class": CLASS}) == 4
     assert moved("relayd_accept_latency_seconds_sum", **{"class": CLASS}) > 0
     assert moved("relayd_delivery_latency_seconds_count", **{"class": CLASS}) == 2
     assert moved("relayd_delivery_attempts_total", result="delivered", status="2.0") == 2
@@ -89,11 +98,10 @@ def test_metrics_follow_mail_flow(tmp_path, dns_server, sinks, daemon):
 
     assert moved("relayd_dns_lookup_duration_seconds_count", type="MX") >= 2
     assert moved("relayd_dns_lookup_failures_total", type="MX", reason="nxdomain") == 1
-    assert moved("relayd_dkim_signatures_total", algorithm="rsa-sha256") == 3
+    assert moved("relayd_dkim_signatures_total", algorithm="rsa-sha256") == 4
 
-    # Nothing in this version sends webhooks: the series exist and stay at 0.
-    assert after.get("relayd_webhook_outbox_events") == 0
-    assert after.total("relayd_webhook_failures_total") == 0
+    assert after.get("relayd_webhook_outbox_events") >= 1
+    assert moved("relayd_webhook_failures_total", reason="connection") >= 1
     assert after.get("relayd_build_info", version="0.1.0") == 1
 
 

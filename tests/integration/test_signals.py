@@ -163,7 +163,7 @@ def test_sigterm_under_load_loses_nothing(sinks, daemon):
     assert sorted(delivered) == sorted(accepted)
 
 
-def test_sighup_reloads_routes_and_keys(tmp_path, sinks, daemon):
+def test_sighup_reloads_routes_keys_and_webhooks(tmp_path, sinks, daemon, webhook_receiver):
     old_hop = sinks("127.0.0.2")
     new_hop = sinks("127.0.0.3")
     relayd = daemon({"routes": {"hup.test": "127.0.0.2"}})
@@ -181,10 +181,12 @@ def test_sighup_reloads_routes_and_keys(tmp_path, sinks, daemon):
     relayd.config["routes"] = {"hup.test": "127.0.0.3"}
     relayd.config["dkim"] = {"keys": [{"domain": "sender.test", "selector": "e1", "key_file": str(key_file), "algorithm": "ed25519-sha256"}]}
     relayd.config["smtp"] = {"listen": ["127.0.0.1:1"]}
+    receiver = webhook_receiver()
+    relayd.config["webhooks"] = [{"url": receiver.url, "secret": receiver.secret, "events": ["delivered"]}]
     relayd.write_config()
     relayd.process.send_signal(signal.SIGHUP)
     reloaded = relayd.wait_for_event("config_reloaded")[0]
-    assert reloaded["changed"] == ["routes", "dkim_keys"]
+    assert sorted(reloaded["changed"]) == ["dkim_keys", "routes", "webhooks"]
     assert relayd.wait_for_event("config_restart_required")[0]["keys"] == ["smtp.listen"]
 
     code, _ = held.data(MESSAGE)
@@ -195,6 +197,8 @@ def test_sighup_reloads_routes_and_keys(tmp_path, sinks, daemon):
     assert sorted(m.rcpt_tos[0] for m in arrived) == ["held@hup.test", "second@hup.test"]
     assert len(old_hop.messages) == 1
     assert relayd.events("accepted")[-1]["dkim"] == ["sender.test/e1"]
+    receiver.wait_until(lambda r: len(r.unique()) >= 2, description="delivered events of the two messages")
+    assert sorted(request.event["data"]["recipient"] for request in receiver.unique().values()) == ["held@hup.test", "second@hup.test"]
 
     # An invalid file is refused; the configuration in effect stays.
     relayd.config_path.write_text(relayd.config_path.read_text().replace('"127.0.0.3"', '"127.0.0.3:99999"'))

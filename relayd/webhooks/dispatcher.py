@@ -234,7 +234,9 @@ class WebhookDispatcher:
         """Send to `webhooks` from now on: new endpoints start, and removed or changed ones stop.
 
         A changed endpoint (same URL, other secret, events or limits) gets a
-        new sender that continues with its entries in the outbox. A removed
+        new sender that continues with its entries in the outbox; an entry
+        the old sender is still sending can go out twice, with the same
+        webhook-id, as at-least-once delivery allows. A removed
         endpoint's requests in progress get `grace` seconds to finish in the
         background, and its entries stay in the outbox until the next start
         drops them.

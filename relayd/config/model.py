@@ -67,6 +67,8 @@ class DeliveryConfig:
     # Attempts in progress at once to one recipient domain, so one slow
     # destination cannot take every slot.
     max_per_domain: int = 10
+    # Sessions open at once to one MX address, whichever domains it serves.
+    max_per_host: int = 20
     # How long an SMTP session stays open, unused, for the next message.
     connection_idle: float = 5.0
     # After this many attempts in a row that reach no host, the domain is

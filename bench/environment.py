@@ -1,0 +1,70 @@
+"""Starting and always stopping one MTA and its sink for one scenario."""
+
+import contextlib
+import resource
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from bench.mta_postfix import Postfix
+from bench.mta_relayd import Relayd
+from bench.sink import SinkProcess
+
+MTAS = ("relayd", "postfix")
+
+
+def free_ports(count: int) -> list[int]:
+    """Return `count` distinct TCP ports free on 127.0.0.1 right now.
+
+    Another process can still take one before the caller binds it.
+    """
+    probes = []
+    try:
+        for _ in range(count):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.bind(("127.0.0.1", 0))
+            probes.append(probe)
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def own_cpu_seconds() -> float:
+    """Return the CPU seconds this process (the load generator) has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Bench:
+    """Where a benchmark run keeps its files, and what it adds to relayd's config."""
+
+    workdir: Path
+    relayd_extra_config: str = ""
+
+    def make_mta(self, name: str, directory: Path, smtp_port: int, sink_port: int, **relayd_options):
+        if name == "relayd":
+            return Relayd(directory, smtp_port, sink_port, extra_config=self.relayd_extra_config, **relayd_options)
+        return Postfix(directory, smtp_port, sink_port)
+
+    @contextlib.contextmanager
+    def running(self, name: str, label: str, sink_delay: float = 0.0) -> Iterator[tuple[Relayd | Postfix, SinkProcess]]:
+        """Start a sink and the MTA `name` relaying to it; stop both on exit, also after an error."""
+        directory = self.workdir / f"{name}-{label}"
+        directory.mkdir(parents=True)
+        directory.chmod(0o755)
+        smtp_port, sink_port = free_ports(2)
+        sink = SinkProcess(directory, sink_port, sink_delay)
+        mta = self.make_mta(name, directory / name, smtp_port, sink_port)
+        try:
+            sink.start()
+            mta.start()
+            yield mta, sink
+        finally:
+            try:
+                mta.stop()
+            finally:
+                mta.kill()
+                sink.stop()

@@ -26,7 +26,7 @@ class Scale:
     lane_backlog: int
     lane_auth: int
     lane_auth_rate: float
-    # How long the slow destination waits before answering the final dot.
+    # How long the slow destination waits before replying to the final dot.
     lane_sink_delay: float
     lane_wait: float
     lane_backlog_time_limit: float
@@ -88,13 +88,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _choose_mtas(requested: list[str] | None, notes: list[str]) -> list[str]:
     reason = mta_postfix.unavailable_reason()
-    wanted = requested or ["relayd", "postfix"]
-    if "postfix" in wanted and reason is not None:
+    selected = requested or ["relayd", "postfix"]
+    if "postfix" in selected and reason is not None:
         message = f"Postfix is not measured: {reason}. relayd's figures have no comparison."
         print(f"bench: {message}", file=sys.stderr)
         notes.append(message)
-        wanted = [name for name in wanted if name != "postfix"]
-    return wanted
+        selected = [name for name in selected if name != "postfix"]
+    return selected
 
 
 def run(scale: Scale, mode: str, mtas: list[str], bench: Bench, notes: list[str]) -> dict:

@@ -39,7 +39,7 @@ def own_cpu_seconds() -> float:
 
 @dataclass
 class Bench:
-    """Where a benchmark run keeps its files, and what it adds to relayd's config."""
+    """The working directory of a benchmark run, and the TOML it appends to relayd's config."""
 
     workdir: Path
     relayd_extra_config: str = ""

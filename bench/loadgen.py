@@ -177,11 +177,11 @@ class SmtpClient:
 
 @dataclass
 class Load:
-    """What to submit: `count` messages of `size` octets over `sessions` sessions.
+    """A load to submit: `count` messages of `size` octets over `sessions` sessions.
 
     With `rate` set, message n is due at start + n / rate (an open loop: the
     schedule does not wait for replies). Without it, every session sends its
-    next message as soon as the previous one is answered (a closed loop).
+    next message as soon as the reply to the previous one arrives (a closed loop).
     No message starts after `time_limit` seconds.
     """
 

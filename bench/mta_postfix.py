@@ -2,10 +2,10 @@
 
 The instance has its own config_directory, queue_directory and
 data_directory in a temporary directory and shares nothing with a system
-Postfix. It listens only on 127.0.0.1 at a port chosen by the benchmark,
-relays mail from 127.0.0.0/8 only, delivers nothing locally, makes no DNS
-look-up (the relay host is an IP address in brackets and DNS support is
-disabled) and offers no TLS, as relayd's side of the benchmark does not.
+Postfix. It listens only on 127.0.0.1 at a port chosen by the benchmark and
+relays mail from 127.0.0.0/8 only. It delivers nothing locally and makes no
+DNS look-up, because the relay host is an IP address in brackets and DNS
+support is disabled. TLS is off on both sides, as it is for relayd.
 """
 
 import os

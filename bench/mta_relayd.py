@@ -25,7 +25,7 @@ listen = ["127.0.0.1:{smtp_port}"]
 
 [dns]
 # Every next hop is a configured IP address, so relayd makes no look-up;
-# should one happen, it goes to a loopback port where nothing answers.
+# should one happen, it goes to a loopback port where nothing listens.
 nameservers = ["127.0.0.1:9"]
 timeout = "1s"
 

@@ -38,7 +38,7 @@ def read_stat(pid: int) -> ProcessStat | None:
     # The command is in parentheses and may itself contain spaces and ")".
     command = text[text.index("(") + 1 : text.rindex(")")]
     fields = text[text.rindex(")") + 2 :].split()
-    # fields[0] is proc(5) field 3 (state); field N is fields[N - 3].
+    # fields[0] is proc(5) field 3 (state), so field N is fields[N - 3].
     ticks = sum(int(value) for value in fields[11:15])
     return ProcessStat(
         pid=pid,
@@ -66,8 +66,8 @@ def group_cpu_seconds(pgid: int) -> float:
     """Return the CPU seconds used so far by process group `pgid` and its reaped children.
 
     NOTE: a child reaped between the reading of its own stat and of its
-    parent's is counted twice, or missed, depending on the order; each such
-    race costs at most one short-lived process's CPU time.
+    parent's is counted twice or missed, depending on the order. Each such
+    race misstates the sum by one short-lived process's CPU time at most.
     """
     return sum(member.cpu_seconds for member in group_members(pgid))
 

@@ -2,8 +2,10 @@
 
 py-spy reads the daemon's memory from outside (ptrace), so relayd runs
 unchanged. With --nonblocking it does not pause the daemon to sample, at
-the price of an occasional torn stack; with --idle unset, only samples of
-threads that run or wait for the GIL are kept, so the counts are CPU time.
+the price of an occasional torn stack. Without --idle it keeps only the
+samples of threads that are running: on a CPU, or inside a system call such
+as send() or fsync(). With --gil it keeps only the thread holding the GIL,
+which shows how busy the interpreter itself is.
 """
 
 import asyncio
@@ -21,6 +23,23 @@ from bench.environment import Bench
 from bench.loadgen import Load, run_load
 
 SAMPLES_PER_SECOND = 200
+
+# Parts of relayd, each named by the frame (function and module, as py-spy
+# prints them) under which its work runs. A sample counts for every part on
+# its stack, so the shares overlap.
+COMPONENTS = (
+    ("inbound SMTP sessions (aiosmtpd and relayd's handler)", "RelaySMTP._handle_client (relayd/smtp/server.py)"),
+    ("  end of DATA: checks, preparation, spooling", "SubmissionHandler.handle_DATA (relayd/smtp/handler.py)"),
+    ("    content check (bare CR/LF, long lines)", "check_content (relayd/smtp/content.py)"),
+    ("    preparation (Received, Message-ID, Date)", "prepare (relayd/prepare.py)"),
+    ("delivery attempts", "AttemptRunner.__call__ (relayd/delivery/attempt.py)"),
+    ("  outbound SMTP (courier, aiosmtplib)", "Courier.deliver (relayd/delivery/courier.py)"),
+    ("  RSET before reusing a session", "SessionPool.take (relayd/delivery/pool.py)"),
+    ("scheduler loop", "Scheduler.run (relayd/delivery/scheduler.py)"),
+    ("structured logging (structlog, JSON)", "BoundLoggerBase._proxy_to_logger (structlog/_base.py)"),
+    ("spool writer thread (SQLite, fsync)", "GroupCommitWriter._run (relayd/spool/writer.py)"),
+    ("spool reader threads (SQLite)", "Spool._run_read (relayd/spool/store.py)"),
+)
 
 
 def py_spy() -> str | None:
@@ -72,9 +91,10 @@ def _frame_name(frame: str) -> str:
 def summarize(path: Path, seconds: float, top: int = 20) -> dict:
     """Summarise a recording of `seconds` seconds.
 
-    Returns how busy each thread was (percent of the recording's samples
-    slots, so 100 is one core all the time), and the top functions by self
-    and by inclusive samples as percent of all samples.
+    Returns how busy each thread was, in percent of the recording's sample
+    slots, so 100 is one core all the time. The share of each of relayd's
+    COMPONENTS and the top functions by self and by inclusive samples are
+    in percent of all samples.
     """
     threads: Counter[str] = Counter()
     self_samples: Counter[str] = Counter()
@@ -98,12 +118,15 @@ def summarize(path: Path, seconds: float, top: int = 20) -> dict:
     def percentages(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, round(100 * value / total, 1)) for name, value in counter.most_common(top)]
 
+    functions = {name.partition(" (")[0]: value for name, value in inclusive.items()}
+    components = [(label, round(100 * functions.get(function, 0) / max(1, total), 1)) for label, function in COMPONENTS]
     slots = SAMPLES_PER_SECOND * seconds
     return {
         "samples": total,
         "seconds": round(seconds, 1),
         "busy_percent": {name: round(100 * value / slots, 1) for name, value in threads.most_common()},
         "threads": percentages(threads),
+        "components": components,
         "self": percentages(self_samples),
         "inclusive": percentages(inclusive),
     }

@@ -2,9 +2,9 @@
 
 It runs apart from the load generator so that each has its own CPU
 accounting. For every message it accepts it appends "bench-id time size" to
-the output file, where time is time.monotonic() when the 250 reply to the
-final dot is sent; with `--delay` it waits that long before that reply, as a
-slow receiving server does.
+the output file. The time is time.monotonic() when the 250 reply to the
+final dot is sent. With `--delay` it waits that long before that reply, as
+a slow receiving server does.
 
 Run as `python -m bench.sink --port PORT --output FILE [--delay SECONDS]`;
 it prints "ready" once it listens and stops on SIGTERM or SIGINT.

@@ -116,10 +116,9 @@ def summarize(path: Path, seconds: float, top: int = 20) -> dict:
                 inclusive[name] += count
 
     def percentages(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(name, round(100 * value / total, 1)) for name, value in counter.most_common(top)]
+        return [(name, round(100 * value / max(1, total), 1)) for name, value in counter.most_common(top)]
 
-    functions = {name.partition(" (")[0]: value for name, value in inclusive.items()}
-    components = [(label, round(100 * functions.get(function, 0) / max(1, total), 1)) for label, function in COMPONENTS]
+    components = [(label, round(100 * inclusive[frame] / max(1, total), 1)) for label, frame in COMPONENTS]
     slots = SAMPLES_PER_SECOND * seconds
     return {
         "samples": total,

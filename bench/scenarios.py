@@ -20,9 +20,10 @@ def _drain(mta, sink: SinkProcess, accepted: set[str], timeout: float) -> dict[s
     return arrivals
 
 
-def throughput(bench: Bench, mta_name: str, sessions: int, size: int, count: int, time_limit: float) -> dict:
+def throughput(bench: Bench, mta_name: str, sessions: int, size: int, count: int, time_limit: float,
+               repeat: int = 1) -> dict:
     """Submit `count` messages over `sessions` sessions as fast as they are accepted; measure rates, CPU and memory."""
-    label = f"throughput-{sessions}-{size}"
+    label = f"throughput-{sessions}-{size}-{repeat}"
     with bench.running(mta_name, label) as (mta, sink):
         cpu_before = mta.cpu_seconds()
         harness_before = own_cpu_seconds()
@@ -44,6 +45,7 @@ def throughput(bench: Bench, mta_name: str, sessions: int, size: int, count: int
         "mta": mta_name,
         "sessions": sessions,
         "size": size,
+        "repeat": repeat,
         "submitted": len(submissions),
         "accepted": len(accepted),
         "delivered": len(delivered),

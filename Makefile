@@ -60,7 +60,7 @@ $(VENV)/.bench-installed: $(BIN)/relayd pyproject.toml
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
-# relayd against a private Postfix relay on loopback, about 15 minutes; see
+# relayd against a private Postfix relay on loopback, about 12 minutes; see
 # docs/benchmarks.md. Postfix is measured only as root with the postfix
 # package installed, otherwise relayd runs alone and the summary says why.
 bench: install-bench

@@ -94,8 +94,8 @@ class SmtpClient:
 
     async def connect(self) -> None:
         """Connect, read the 220 greeting and send EHLO; raise SmtpError or OSError."""
-        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         async with asyncio.timeout(REPLY_TIMEOUT):
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
             await self._expect(220)
             self._writer.write(b"EHLO loadgen.bench.test\r\n")
             lines = await self._expect(250)

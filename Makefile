@@ -8,10 +8,13 @@ CONFIG ?= conf/relayd.toml
 
 # Debian packages the integration tests use: a DNS server, Postfix's
 # smtp-sink, swaks, and Perl's Mail::DKIM (with CryptX for Ed25519) as a
-# DKIM verifier independent of dkimpy.
-TEST_PACKAGES := dnsmasq-base postfix swaks libmail-dkim-perl libnet-dns-perl libcryptx-perl
+# DKIM verifier independent of dkimpy. prometheus brings promtool, which
+# checks /metrics and the alert rules; systemd brings systemd-analyze,
+# which checks the unit file.
+TEST_PACKAGES := dnsmasq-base postfix swaks libmail-dkim-perl libnet-dns-perl libcryptx-perl prometheus systemd
 TEST_CHECK := test -x /usr/sbin/dnsmasq && test -x /usr/sbin/smtp-sink && test -x /usr/bin/swaks \
-	&& perl -MMail::DKIM::Verifier -MNet::DNS::Resolver -MCrypt::PK::Ed25519 -e 1 2>/dev/null
+	&& perl -MMail::DKIM::Verifier -MNet::DNS::Resolver -MCrypt::PK::Ed25519 -e 1 2>/dev/null \
+	&& test -x /usr/bin/promtool && test -x /usr/bin/systemd-analyze
 
 # mailauth (Node.js) verifies Ed25519 signatures, which Debian 12's
 # Mail::DKIM does not support.

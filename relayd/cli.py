@@ -6,9 +6,12 @@ import os
 import sys
 from importlib.metadata import version
 
-from relayd.config import Config, ConfigError, load_config
-from relayd.dkim.keys import DEFAULT_RSA_BITS, DkimKeyError, SigningKey, load_key
+from relayd import suppression_cli
+from relayd.commands import queue as queue_command
+from relayd.config import ConfigError, load_config
+from relayd.dkim.keys import DEFAULT_RSA_BITS
 from relayd.logs import configure_logging
+from relayd.reload import load_config_and_keys
 
 DEFAULT_CONFIG = "/etc/relayd/relayd.toml"
 
@@ -54,17 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     domain.add_argument("domain", help="the From domain to check, such as example.com")
     _add_config(domain)
     domain.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    suppression_cli.add_commands(commands, _add_config)
+
+    # Queue commands: they call the running daemon's control API.
+    queue_command.add_parser(commands, DEFAULT_CONFIG)
     return parser
-
-
-def _load(path: str) -> tuple[Config, list[SigningKey]]:
-    """Load the config and its DKIM keys; raise ConfigError naming what to fix."""
-    config = load_config(path)
-    try:
-        keys = [load_key(key) for key in config.dkim_keys]
-    except DkimKeyError as exc:
-        raise ConfigError(str(exc)) from exc
-    return config, keys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,12 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         from relayd.commands import keygen
 
         return keygen.run(args.domain, args.selector, args.algorithm, args.bits, args.output)
+    if args.command == "queue":
+        return queue_command.run(args)
 
     try:
         if args.command == "verify":
             config = load_config(args.config) if args.config else None
+        elif args.command == "suppression":
+            # The suppression commands only open the state store: no DKIM key is read.
+            config = load_config(args.config)
         else:
-            config, keys = _load(args.config)
+            config, keys = load_config_and_keys(args.config)
     except ConfigError as exc:
         print(f"relayd: invalid configuration: {exc}", file=sys.stderr)
         return 2
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(f"{args.config}: ok")
         return 0
+    if args.command == "suppression":
+        return suppression_cli.run(args, config)
     if args.command == "check-domain":
         from relayd.commands.check_domain import run
 
@@ -97,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from relayd.daemon import serve
     from relayd.spool import SpoolError
+    from relayd.state import StateError
 
     # Spool and state files hold message content: readable by relayd's user only.
     os.umask(0o077)
     configure_logging(args.log_level)
     try:
         return asyncio.run(serve(config, keys))
-    except SpoolError as exc:
+    except (SpoolError, StateError) as exc:
         print(f"relayd: {exc}", file=sys.stderr)
         return 1
 

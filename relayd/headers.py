@@ -1,4 +1,4 @@
-"""Reading header fields of raw message content without changing it."""
+"""Reading the header fields of raw message content, and removing or rewriting fields with the rest kept byte for byte."""
 
 import email.utils
 import re
@@ -25,7 +25,8 @@ def header_fields(content: bytes) -> list[tuple[str, bytes]]:
     are skipped.
     """
     fields: list[tuple[str, bytes]] = []
-    for line in header_section(content).split(b"\r\n"):
+    for line in _header_lines(content)[0]:
+        line = line.removesuffix(b"\r\n")
         if line[:1] in (b" ", b"\t"):
             if fields:
                 name, value = fields[-1]
@@ -35,6 +36,39 @@ def header_fields(content: bytes) -> list[tuple[str, bytes]]:
         if match:
             fields.append((match.group(1).decode("ascii").lower(), line[match.end() :].strip()))
     return fields
+
+
+def header_field(content: bytes, name: str) -> str | None:
+    """Return the unfolded value of the first `name` field of the header section, or None.
+
+    RFC 5322 2.2.3: unfolding removes each CRLF that precedes white space.
+    Octets that are not UTF-8 are replaced, since the value is only read.
+    """
+    target = name.lower()
+    for field_name, value in header_fields(content):
+        if field_name == target:
+            return value.decode("utf-8", "replace").strip()
+    return None
+
+
+def _header_lines(content: bytes) -> tuple[list[bytes], int]:
+    """Split the header section into lines that keep their CRLF; also return the offset where the section ends.
+
+    That offset is where the empty line after the header section starts, or
+    the end of `content` when there is no empty line. Only CRLF ends a line.
+    """
+    if content.startswith(b"\r\n"):
+        return [], 0
+    blank = content.find(b"\r\n\r\n")
+    end = len(content) if blank < 0 else blank + 2
+    lines = []
+    position = 0
+    while position < end:
+        line_end = content.find(b"\r\n", position, end)
+        line_end = end if line_end < 0 else line_end + 2
+        lines.append(content[position:line_end])
+        position = line_end
+    return lines, end
 
 
 # A field name followed by white space before the colon (RFC 5322 4.5).
@@ -51,6 +85,31 @@ def without_obsolete_names(content: bytes) -> bytes:
     header = header_section(content)
     fixed = _OBSOLETE_NAME.sub(rb"\1:", header)
     return content if fixed == header else fixed + content[len(header) :]
+
+
+def remove_fields(content: bytes, name: str) -> bytes:
+    """Return `content` without the header fields called `name`, continuation lines included.
+
+    Everything else, the body and the other fields with their line endings,
+    stays byte for byte. `content` itself is returned when it has no such field.
+    """
+    target = name.lower()
+    lines, end = _header_lines(content)
+    kept: list[bytes] = []
+    dropping = removed = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        match = _FIELD_NAME.match(line)
+        dropping = bool(match) and match.group(1).decode("ascii").lower() == target
+        removed = removed or dropping
+        if not dropping:
+            kept.append(line)
+    if not removed:
+        return content
+    return b"".join(kept) + content[end:]
 
 
 def from_domain(content: bytes) -> str | None:

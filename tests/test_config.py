@@ -12,6 +12,8 @@ from relayd.config import model
 from relayd.config.units import HostPort
 
 REPOSITORY_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "relayd.toml"
+# "whsec_" and the base64 of 32 bytes, the Standard Webhooks secret form.
+SECRET = "whsec_" + "A" * 43 + "="
 
 SECTION_DEFAULTS = {
     "server": model.ServerConfig(),
@@ -21,6 +23,8 @@ SECTION_DEFAULTS = {
     "delivery": model.DeliveryConfig(),
     "retry": model.RetryPolicy(),
     "policy": model.PolicyConfig(),
+    "suppression": model.SuppressionConfig(),
+    "idempotency": model.IdempotencyConfig(),
 }
 
 
@@ -86,9 +90,15 @@ UNKNOWN_KEYS = {
     ),
     "policy": ({"policy": {"align": "off"}}, "policy.align"),
     "webhook": (
-        {"webhooks": [{"url": "https://hooks.example.com/", "secret": "s", "colour": "red"}]},
+        {"webhooks": [{"url": "https://hooks.example.com/", "secret": SECRET, "colour": "red"}]},
         "webhooks[0].colour",
     ),
+    "webhook retry": (
+        {"webhooks": [{"url": "https://hooks.example.com/", "secret": SECRET, "retry": {"frist": "1s"}}]},
+        "webhooks[0].retry.frist",
+    ),
+    "suppression": ({"suppression": {"mode": "drop"}}, "suppression.mode"),
+    "idempotency": ({"idempotency": {"windo": "1h"}}, "idempotency.windo"),
 }
 
 
@@ -153,11 +163,45 @@ BAD_VALUES = {
     ),
     "webhook url": ({"webhooks": [{"url": "ftp://x.example/", "secret": "s"}]}, "webhooks[0].url", "ftp://x.example/"),
     "webhook event": (
-        {"webhooks": [{"url": "https://x.example/", "secret": "s", "events": ["opened"]}]},
+        {"webhooks": [{"url": "https://x.example/", "secret": SECRET, "events": ["opened"]}]},
         "webhooks[0].events",
         "opened",
     ),
+    "webhook timeout": (
+        {"webhooks": [{"url": "https://x.example/", "secret": SECRET, "timeout": "0s"}]},
+        "webhooks[0].timeout",
+        '"0s"',
+    ),
+    "webhook concurrency": (
+        {"webhooks": [{"url": "https://x.example/", "secret": SECRET, "max_concurrency": 0}]},
+        "webhooks[0].max_concurrency",
+        "0",
+    ),
+    "webhook retry": (
+        {"webhooks": [{"url": "https://x.example/", "secret": SECRET, "retry": {"give_up": "never"}}]},
+        "webhooks[0].retry.give_up",
+        '"never"',
+    ),
+    "webhook url twice": (
+        {"webhooks": [{"url": "https://x.example/", "secret": SECRET}, {"url": "https://x.example/", "secret": SECRET}]},
+        "webhooks[1].url",
+        "https://x.example/",
+    ),
+    "suppression code": ({"suppression": {"codes": ["5.1.1", "4.2.2"]}}, "suppression.codes", "4.2.2"),
+    "suppression code form": ({"suppression": {"codes": ["550"]}}, "suppression.codes", "550"),
+    "suppression action": ({"suppression": {"action": "bounce"}}, "suppression.action", '"bounce"'),
+    "suppression ttl": ({"suppression": {"ttl": "forever"}}, "suppression.ttl", '"forever"'),
+    "idempotency window": ({"idempotency": {"window": "0s"}}, "idempotency.window", '"0s"'),
+    "idempotency flag": ({"idempotency": {"by_message_id": "yes"}}, "idempotency.by_message_id", '"yes"'),
     "section not table": ({"server": "relay"}, "server", "relay"),
+    "shutdown grace": ({"server": {"shutdown_grace": "0s"}}, "server.shutdown_grace", '"0s"'),
+    "metrics domain": ({"http": {"metrics_domains": ["not a domain"]}}, "http.metrics_domains", "not a domain"),
+    "metrics domains not list": ({"http": {"metrics_domains": "gmail.com"}}, "http.metrics_domains", "gmail.com"),
+    "too many metrics domains": (
+        {"http": {"metrics_domains": [f"d{n}.example" for n in range(51)]}},
+        "http.metrics_domains",
+        "d50.example",
+    ),
 }
 
 
@@ -238,12 +282,68 @@ def test_dkim_and_webhook_entries():
     config = parse_config(
         {
             "dkim": {"keys": [{"domain": "Example.COM", "selector": "s1", "key_file": "/k.pem"}]},
-            "webhooks": [{"url": "https://hooks.example.com/", "secret": "whsec", "events": ["bounced"]}],
+            "webhooks": [{"url": "https://hooks.example.com/", "secret": SECRET, "events": ["bounced"]}],
         }
     )
 
     assert config.dkim_keys == (model.DkimKey("example.com", "s1", Path("/k.pem"), "rsa-sha256"),)
-    assert config.webhooks == (model.Webhook("https://hooks.example.com/", "whsec", ("bounced",)),)
+    assert config.webhooks == (model.Webhook("https://hooks.example.com/", SECRET, ("bounced",)),)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "s3cret-value",
+        "whsec_",
+        "whsec_not base64!",
+        "whsec_" + "A" * 20,
+        "whsec_c2hvcnQ=",
+        "whsec_" + "A" * 100,
+    ],
+)
+def test_bad_webhook_secret_not_shown(secret):
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"webhooks": [{"url": "https://x.example/", "secret": secret}]})
+
+    message = str(raised.value)
+    assert message.startswith("webhooks[0].secret: invalid secret")
+    assert "whsec_" in message
+    assert secret not in message.replace('"whsec_"', "")
+
+
+def test_webhook_entry_values():
+    config = parse_config(
+        {
+            "webhooks": [
+                {
+                    "url": "http://127.0.0.1:8080/hooks",
+                    "secret": SECRET,
+                    "timeout": "2s",
+                    "max_concurrency": 8,
+                    "retry": {"first": "1s", "give_up": "1d"},
+                }
+            ]
+        }
+    )
+    hook = config.webhooks[0]
+
+    assert hook.events == model.WEBHOOK_EVENTS
+    assert hook.timeout == 2.0
+    assert hook.max_concurrency == 8
+    assert hook.retry == dataclasses.replace(model.WEBHOOK_RETRY, first=1.0, give_up=86400.0)
+    assert SECRET not in repr(hook)
+
+
+def test_suppression_and_idempotency_values():
+    config = parse_config(
+        {
+            "suppression": {"codes": ["5.1.x", "5.2.1"], "action": "drop", "ttl": "90d"},
+            "idempotency": {"window": "2s", "by_message_id": True},
+        }
+    )
+
+    assert config.suppression == model.SuppressionConfig(codes=("5.1.x", "5.2.1"), action="drop", ttl=90 * 86400.0)
+    assert config.idempotency == model.IdempotencyConfig(window=2.0, by_message_id=True)
 
 
 def test_auth_retry_defaults():
@@ -370,3 +470,12 @@ def test_repository_config_loads():
     assert config.smtp.max_message_size == 25_000_000
     assert config.classes["auth"].retry == model.RetryPolicy(5.0, 2.0, 60.0, 900.0)
     assert config.policy.alignment == "off"
+
+
+def test_operations_keys_parsed():
+    config = parse_config(
+        {"server": {"shutdown_grace": "45s"}, "http": {"metrics_domains": ["Gmail.com", "bücher.example", "gmail.com"]}}
+    )
+
+    assert config.server.shutdown_grace == 45.0
+    assert config.http.metrics_domains == ("gmail.com", "xn--bcher-kva.example")

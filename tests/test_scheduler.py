@@ -312,3 +312,119 @@ async def test_drain_waits_for_finish():
 
     assert await scheduler.drain(grace=1.0) == 0
     assert sorted(finished) == ["Q1", "Q2"]
+
+
+def recording_scheduler(clock: FakeClock, concurrency: int = 1) -> tuple[Scheduler, list]:
+    """Return a scheduler whose attempts only record (queue id, domain), and that record."""
+    started = []
+
+    async def attempt(queue_id, domain):
+        started.append((queue_id, domain))
+        return None
+
+    return Scheduler(attempt, concurrency=concurrency, clock=clock), started
+
+
+async def test_bring_forward_one_message():
+    scheduler, started = recording_scheduler(FakeClock(100.0), concurrency=2)
+    scheduler.schedule("Q1", "example.com", 500.0)
+    scheduler.schedule("Q1", "example.org", 600.0)
+    scheduler.schedule("Q2", "example.com", 500.0)
+
+    async with running(scheduler):
+        await _settle()
+        assert started == []
+        assert scheduler.bring_forward("Q1") == 2
+        await _until(lambda: len(started) == 2)
+        await _settle()
+
+    assert sorted(started) == [("Q1", "example.com"), ("Q1", "example.org")]
+    assert len(scheduler) == 1
+
+
+async def test_bring_forward_runs_job_once():
+    clock = FakeClock(100.0)
+    scheduler, started = recording_scheduler(clock)
+    scheduler.schedule("Q1", "example.com", 500.0)
+    scheduler.bring_forward()
+
+    async with running(scheduler):
+        await _until(lambda: started == [("Q1", "example.com")])
+        # The superseded entry for 500.0 comes up and is skipped.
+        clock.now = 500.0
+        scheduler.schedule("WAKE", "example.com", NEVER)
+        await _settle()
+
+    assert started == [("Q1", "example.com")]
+
+
+def blocking_scheduler(clock: FakeClock) -> tuple[Scheduler, list, asyncio.Event]:
+    """Return a one-slot scheduler whose attempts record their queue id and wait for the returned event."""
+    release = asyncio.Event()
+    started = []
+
+    async def attempt(queue_id, domain):
+        started.append(queue_id)
+        await release.wait()
+        return None
+
+    return Scheduler(attempt, concurrency=1, clock=clock), started, release
+
+
+async def test_bring_forward_leaves_running_job():
+    scheduler, started, release = blocking_scheduler(FakeClock(100.0))
+    scheduler.schedule("Q1", "example.com", 0.0)
+
+    async with running(scheduler):
+        await _until(lambda: started == ["Q1"])
+        assert scheduler.bring_forward("Q1") == 0
+        release.set()
+        await _until(lambda: len(scheduler) == 0)
+        await _settle()
+
+    assert started == ["Q1"]
+
+
+async def test_bring_forward_skips_due_jobs():
+    scheduler, _ = recording_scheduler(FakeClock(100.0))
+    scheduler.schedule("Q1", "example.com", 50.0)
+
+    assert scheduler.bring_forward() == 0
+
+
+async def test_remove_drops_waiting_jobs():
+    clock = FakeClock(100.0)
+    scheduler, started = recording_scheduler(clock)
+    scheduler.schedule("GONE", "example.com", 150.0)
+    scheduler.schedule("GONE", "example.org", 150.0)
+    scheduler.schedule("KEPT", "example.com", 150.0)
+
+    assert scheduler.remove("GONE") == 2
+    assert len(scheduler) == 1
+    async with running(scheduler):
+        clock.now = 200.0
+        scheduler.schedule("WAKE", "example.com", NEVER)
+        await _until(lambda: started == [("KEPT", "example.com")])
+        await _settle()
+
+    assert started == [("KEPT", "example.com")]
+    # A removed job can be scheduled again, as a restart would.
+    scheduler.schedule("GONE", "example.com", 0.0)
+    assert len(scheduler) == 2
+
+
+
+async def test_remove_drops_due_job_waiting_for_slot():
+    scheduler, started, release = blocking_scheduler(FakeClock(100.0))
+    scheduler.schedule("BUSY", "example.com", 0.0)
+
+    async with running(scheduler):
+        await _until(lambda: started == ["BUSY"])
+        scheduler.schedule("GONE", "example.org", 0.0)
+        await _settle()
+        assert scheduler.remove("GONE") == 1
+        release.set()
+        await _until(lambda: len(scheduler) == 0)
+        await _settle()
+
+    assert started == ["BUSY"]

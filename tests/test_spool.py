@@ -1,6 +1,7 @@
 """Tests for relayd.spool on a real SQLite database under tmp_path."""
 
 import asyncio
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -68,6 +69,37 @@ async def test_spool_add_load_round_trip(spool):
     assert message.message_class == "auth"
     assert [r.address for r in recipients] == ["a@example.com", "c@example.com"]
     assert recipients[0] == RecipientState("a@example.com", "example.com", "queued", 0, None, "", "")
+
+
+async def test_spool_message_id_round_trip(spool):
+    await spool.add("Q1", dataclasses.replace(_message("a@example.com"), message_id="<m1@app.test>"))
+    await spool.add("Q2", _message("a@example.com"))
+
+    first, _ = await spool.load("Q1", "example.com")
+    second, _ = await spool.load("Q2", "example.com")
+
+    assert first.message_id == "<m1@app.test>"
+    assert second.message_id == ""
+
+
+async def test_spool_unattempted_recipients(spool):
+    await spool.add("Q1", dataclasses.replace(_message("a@example.com", "b@example.org"), message_id="<m@x>"))
+    await spool.add("Q2", _message("c@example.com"))
+    await spool.record("Q1", [_update("a@example.com", "deferred", next_attempt=2000.0)])
+
+    unattempted = await spool.unattempted()
+
+    assert unattempted == [
+        ("Q1", "<m@x>", "b@example.org", "example.org", 1000.0),
+        ("Q2", "", "c@example.com", "example.com", 1000.0),
+    ]
+
+
+async def test_spool_contains(spool):
+    await spool.add("Q1", _message("a@example.com"))
+
+    assert await spool.contains(["Q1", "Q9"]) == {"Q1"}
+    assert await spool.contains([]) == set()
 
 
 async def test_spool_content_round_trip(spool):
@@ -148,14 +180,17 @@ async def test_spool_pending_lists_domains(spool):
 
     pending = await spool.pending()
 
-    assert pending == [("Q1", "example.com", 0), ("Q1", "example.org", 500.0)]
+    assert [(j.queue_id, j.domain, j.due) for j in pending] == [("Q1", "example.com", 0), ("Q1", "example.org", 500.0)]
+    assert [j.attempted for j in pending] == [False, True]
+    assert {j.message_class for j in pending} == {"auth"}
+    assert {j.received_at for j in pending} == {1000.0}
 
 
 async def test_spool_pending_earliest_due(spool):
     await spool.add("Q1", _message("a@example.com", "b@example.com"))
     await spool.record("Q1", [_update("a@example.com", "deferred", 900.0), _update("b@example.com", "deferred", 700.0)])
 
-    assert await spool.pending() == [("Q1", "example.com", 700.0)]
+    assert [(j.queue_id, j.domain, j.due) for j in await spool.pending()] == [("Q1", "example.com", 700.0)]
 
 
 async def test_spool_pending_sorted_by_due(spool):
@@ -167,7 +202,7 @@ async def test_spool_pending_sorted_by_due(spool):
 
     pending = await spool.pending()
 
-    assert [queue_id for queue_id, _, _ in pending] == ["Q3", "Q2", "Q1"]
+    assert [job.queue_id for job in pending] == ["Q3", "Q2", "Q1"]
 
 
 async def test_spool_reopen_recovers_pending(tmp_path):
@@ -189,7 +224,7 @@ async def test_spool_reopen_recovers_pending(tmp_path):
     finally:
         second.close()
 
-    assert pending == [("Q1", "example.com", 0), ("Q1", "example.org", 800.0)]
+    assert [(j.queue_id, j.domain, j.due) for j in pending] == [("Q1", "example.com", 0), ("Q1", "example.org", 800.0)]
     assert content == CONTENT
     assert count == 1
 
@@ -202,7 +237,7 @@ async def test_spool_concurrent_adds(spool):
 
     assert results == queue_ids
     assert await spool.count() == 200
-    assert sorted(queue_id for queue_id, _, _ in pending) == queue_ids
+    assert sorted(job.queue_id for job in pending) == queue_ids
 
 
 async def test_spool_concurrent_duplicate_id(spool):

@@ -6,7 +6,7 @@ from typing import Awaitable, Callable
 
 import structlog
 
-from relayd import maillog
+from relayd import events, maillog, metrics
 from relayd.config import Config
 from relayd.delivery import outcome
 from relayd.delivery.courier import Courier
@@ -16,8 +16,11 @@ from relayd.delivery.mta_sts import MtaSts
 from relayd.delivery.retry import next_attempt_time
 from relayd.dsn import FailedRecipient, build_dsn
 from relayd.delivery.routing import RouteError, Router
+from relayd.events import EventRecorder
 from relayd.reply import Reply
 from relayd.spool import RecipientUpdate, Spool
+from relayd.state import StateError
+from relayd.suppression import SuppressionList
 
 log = structlog.get_logger("relayd.delivery")
 
@@ -44,6 +47,8 @@ class AttemptRunner:
         health: DestinationHealth | None = None,
         inject: InjectFunction | None = None,
         mta_sts: MtaSts | None = None,
+        recorder: EventRecorder | None = None,
+        suppressions: SuppressionList | None = None,
     ):
         self.health = health
         self.inject = inject
@@ -54,6 +59,8 @@ class AttemptRunner:
         self.courier = courier
         self.clock = clock
         self.random = random_source
+        self.recorder = recorder
+        self.suppressions = suppressions
 
     async def __call__(self, queue_id: str, domain: str) -> float | None:
         """Run one attempt; return when the next one is due, or None when none is needed."""
@@ -94,10 +101,34 @@ class AttemptRunner:
                 if due is None:
                     state = "expired"
             updates.append(RecipientUpdate(item.address, state, attempts, due, str(item.reply), item.host))
+
+        # Events go to the outbox before the spool records the outcome. A
+        # crash between the two repeats the attempt under the same attempt
+        # number, and the same outcome then gets the same event id: no
+        # event is lost and none is stored twice.
+        if self.recorder is not None:
+            await self.recorder.record(
+                [
+                    events.state_change(
+                        update.state,
+                        queue_id=message.queue_id,
+                        message_id=message.message_id,
+                        recipient=update.address,
+                        domain=self._domain(recipients, update.address),
+                        timestamp=now,
+                        attempt=update.attempts,
+                        host=result.host or item.host,
+                        reply=item.reply,
+                        next_attempt=update.next_attempt,
+                    )
+                    for update, item in zip(updates, result.results)
+                ]
+            )
         # The DSN is spooled before the failure is recorded: a crash in
         # between repeats the attempt, and at worst sends a second DSN.
         await self._send_dsn(message, updates, result)
         await self.spool.record(message.queue_id, updates)
+        await self._suppress_hard_bounces(message.queue_id, updates, result)
 
         delays = {"spool": round(started - message.received_at, 3), **result.delays}
         for update, item in zip(updates, result.results):
@@ -115,6 +146,14 @@ class AttemptRunner:
                 maillog.deferred(next_attempt=update.next_attempt, **fields)
             else:
                 _EVENTS[update.state](**fields)
+
+        metrics.record_attempt(
+            message_class=message.message_class,
+            domain=recipients[0].domain,
+            received_at=message.received_at,
+            now=now,
+            outcomes=[(update.state, item.reply) for update, item in zip(updates, result.results)],
+        )
 
         due_times = [u.next_attempt for u in updates if u.state == outcome.DEFERRED]
         return min(due_times) if due_times else None
@@ -168,6 +207,22 @@ class AttemptRunner:
         )
         dsn_queue_id = await self.inject("", message.sender, report)
         log.info("dsn_queued", queue_id=message.queue_id, dsn_queue_id=dsn_queue_id, recipients=len(failed))
+
+    async def _suppress_hard_bounces(self, queue_id: str, updates: list[RecipientUpdate], result: AttemptResult) -> None:
+        if self.suppressions is None:
+            return
+        for update, item in zip(updates, result.results):
+            if update.state != outcome.BOUNCED:
+                continue
+            try:
+                entry = await self.suppressions.add_bounce(update.address, item.reply)
+            except StateError as exc:
+                log.error("suppression_add_failed", queue_id=queue_id, recipient=update.address, error=str(exc))
+                continue
+            if entry is not None:
+                maillog.suppression_added(
+                    queue_id=queue_id, recipient=update.address, reason=entry.reason, expires_at=entry.expires_at
+                )
 
     @staticmethod
     def _domain(recipients, address: str) -> str:

@@ -1,5 +1,6 @@
 """The courier: walks the next hops of a domain and runs the attempt's transactions on the first that works."""
 
+import asyncio
 import time
 
 import structlog
@@ -22,6 +23,15 @@ class Courier:
         self.hostname = hostname
         self.config = config
         self.pool = SessionPool(config.connection_idle, config.command_timeout)
+        self._host_slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+    def _host_slot(self, address: str, port: int) -> asyncio.Semaphore:
+        """Return the limit on sessions to one MX address, shared by every domain it serves."""
+        key = (address, port)
+        slot = self._host_slots.get(key)
+        if slot is None:
+            slot = self._host_slots[key] = asyncio.Semaphore(self.config.max_per_host)
+        return slot
 
     def tls_mode(self, domain: str) -> str:
         return self.config.tls_policy.get(domain, self.config.tls)
@@ -46,15 +56,20 @@ class Courier:
             for address in host.addresses:
                 started = time.monotonic()
                 last_host = f"{host.name}[{address}]:{host.port}"
-                try:
-                    session = await self._session(host, address, tls_mode)
-                except HostFailed as exc:
-                    failures.append(exc.reply)
-                    log.info("host_failed", host=host.name, address=address, reply=str(exc.reply))
-                    continue
-                connected = time.monotonic()
-                results = await run_transactions(session.client, envelope, content, recipients, host.name, self.config)
-                await self._release(session, results)
+                # Domains that share an MX host (one provider's many
+                # domains) share this limit; the scheduler limits each domain.
+                async with self._host_slot(address, host.port):
+                    try:
+                        session = await self._session(host, address, tls_mode)
+                    except HostFailed as exc:
+                        failures.append(exc.reply)
+                        log.info("host_failed", host=host.name, address=address, reply=str(exc.reply))
+                        continue
+                    connected = time.monotonic()
+                    results = await run_transactions(
+                        session.client, envelope, content, recipients, host.name, self.config
+                    )
+                    await self._release(session, results)
                 delays = {"connect": round(connected - started, 3), "transmit": round(time.monotonic() - connected, 3)}
                 return AttemptResult(results, host=session.label, delays=delays, tls=session.tls)
 

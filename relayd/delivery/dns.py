@@ -1,12 +1,14 @@
 """DNS look-ups for delivery and the alignment check, with dnspython's exceptions translated at this edge."""
 
 import asyncio
+import time
 
 import dns.asyncresolver
 import dns.exception
 import dns.nameserver
 import dns.resolver
 
+from relayd import metrics
 from relayd.config.model import DnsConfig
 
 
@@ -42,18 +44,26 @@ class Resolver:
         self._resolver = configure_resolver(dns.asyncresolver.Resolver, config)
 
     async def _query(self, name: str, rdtype: str):
+        started = time.monotonic()
+        failure = None
         try:
             return await self._resolver.resolve(name, rdtype, search=False)
         except dns.resolver.NXDOMAIN as exc:
+            failure = "nxdomain"
             raise NotFound(f"{name} does not exist (NXDOMAIN)") from exc
         except dns.resolver.NoAnswer as exc:
             raise NoData(f"{name} has no {rdtype} record") from exc
         except dns.resolver.NoNameservers as exc:
+            failure = "servfail"
             raise TemporaryFailure(f"no name server answered for {name} {rdtype} (SERVFAIL or REFUSED)") from exc
         except dns.exception.Timeout as exc:
+            failure = "timeout"
             raise TemporaryFailure(f"{name} {rdtype} look-up timed out") from exc
         except dns.exception.DNSException as exc:
+            failure = "error"
             raise TemporaryFailure(f"{name} {rdtype} look-up failed: {exc}") from exc
+        finally:
+            metrics.record_dns_lookup(rdtype, time.monotonic() - started, failure)
 
     async def mx(self, domain: str) -> list[tuple[int, str]]:
         """Return (preference, exchange) pairs; the exchange "." marks a null MX (RFC 7505)."""

@@ -163,7 +163,7 @@ class MtaSts:
                 # RFC 8461 3.3: no redirects; only a 200 with text/plain counts.
                 async with session.get(url, allow_redirects=False) as response:
                     if response.status != 200:
-                        raise PolicyError(f"{url} answered HTTP {response.status}")
+                        raise PolicyError(f"{url} returned HTTP status {response.status}")
                     if response.content_type != "text/plain":
                         raise PolicyError(f"{url} sent {response.content_type}, not text/plain")
                     body = await response.content.read(MAX_POLICY_OCTETS + 1)

@@ -13,7 +13,7 @@ import aiosmtplib
 
 from relayd.delivery.session import Session, close_session
 
-# Servers close idle sessions themselves (RFC 5321 4.5.3.2.7 asks them to wait
+# Servers close idle sessions themselves (RFC 5321 4.5.3.2.7 tells them to wait
 # 5 minutes, many wait less); checking often keeps relayd's side tidy.
 REAP_INTERVAL = 1.0
 

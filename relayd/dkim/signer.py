@@ -8,6 +8,7 @@ the header refolding and whitespace changes some relays make.
 import dkim
 import structlog
 
+from relayd import metrics
 from relayd.dkim.keys import SigningKey
 from relayd.headers import from_domain, header_fields, without_obsolete_names
 
@@ -84,6 +85,8 @@ class Signer:
             except dkim.DKIMException as exc:
                 log.warning("dkim_sign_failed", domain=key.domain, selector=key.selector, error=str(exc))
                 return b"", []
+        for key in keys:
+            metrics.record_dkim_signature(key.algorithm)
         return signatures, keys
 
 

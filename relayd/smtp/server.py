@@ -7,13 +7,11 @@ import structlog
 from aiosmtpd.smtp import SMTP
 
 from relayd import maillog
-from relayd.alignment.policy import AlignmentPolicy
 from relayd.config import Config
-from relayd.dkim.signer import Signer
 from relayd.reply import Reply
 from relayd.smtp import replies
-from relayd.smtp.handler import AcceptedCallback, SubmissionHandler
-from relayd.spool import Spool
+from relayd.smtp.handler import SubmissionHandler
+from relayd.smtp.sessions import Sessions
 
 log = structlog.get_logger("relayd.smtp")
 
@@ -45,7 +43,8 @@ _LIBRARY_REPLIES: dict[str, Reply] = {
 class RelaySMTP(SMTP):
     """One inbound SMTP session."""
 
-    def __init__(self, handler: SubmissionHandler, config: Config):
+    def __init__(self, handler: SubmissionHandler, config: Config, sessions: Sessions | None = None):
+        self._sessions = sessions if sessions is not None else Sessions()
         super().__init__(
             handler,
             hostname=config.server.hostname,
@@ -62,7 +61,35 @@ class RelaySMTP(SMTP):
         # reach every log line of this session and no other.
         self._session_id = secrets.token_hex(4)
         structlog.contextvars.bind_contextvars(peer=self._peer(), session=self._session_id)
+        if self._sessions.draining:
+            maillog.rejected(reply=replies.R421_SHUTTING_DOWN, reason="shutting down", client=self._client())
+            self.close_for_shutdown()
+            return
         await super()._handle_client()
+
+    # Shutdown (relayd.smtp.sessions): the session list, a 421 to new
+    # transactions while draining, and the 421 that ends a session.
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._sessions.opened(self)
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.envelope is not None and self.envelope.mail_from)
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        if self._sessions.draining:
+            maillog.rejected(reply=replies.R421_SHUTTING_DOWN, reason="shutting down", client=self._client())
+            self.close_for_shutdown()
+            return
+        await super().smtp_MAIL(arg)
+
+    def close_for_shutdown(self) -> None:
+        """Send 421 (RFC 5321 3.8) and close the connection."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(str(replies.R421_SHUTTING_DOWN).encode() + b"\r\n")
+            self.transport.close()
 
     def _peer(self) -> str:
         peer = self.session.peer if self.session else None
@@ -109,6 +136,7 @@ class RelaySMTP(SMTP):
             in_transaction=in_transaction,
             error=str(error) if error else None,
         )
+        self._sessions.closed(self)
         super().connection_lost(error)
 
     def _translate(self, text: str) -> str:
@@ -175,14 +203,19 @@ def _add_enhanced_code(text: str) -> str:
 
 
 async def start_listeners(
-    config: Config, spool: Spool, signer: Signer, on_accepted: AcceptedCallback, alignment: AlignmentPolicy | None = None
+    config: Config, handler: SubmissionHandler, sessions: Sessions
 ) -> list[asyncio.AbstractServer]:
-    """Start one listening socket for each `smtp.listen` address."""
-    handler = SubmissionHandler(config, spool, signer, on_accepted, alignment)
+    """Start one listening socket for each `smtp.listen` address.
+
+    Each new session reads `handler.config`, so a reloaded config applies
+    to sessions opened after the reload.
+    """
     loop = asyncio.get_running_loop()
     servers = []
     for address in config.smtp.listen:
-        server = await loop.create_server(lambda: RelaySMTP(handler, config), host=address.host, port=address.port)
+        server = await loop.create_server(
+            lambda: RelaySMTP(handler, handler.config, sessions), host=address.host, port=address.port
+        )
         servers.append(server)
         log.info("listening", address=str(address))
     return servers

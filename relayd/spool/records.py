@@ -23,6 +23,8 @@ class NewMessage:
     smtputf8: bool = False
     body_8bit: bool = False
     message_class: str = "transactional"
+    # The Message-ID header field's value, for events; "" when it has none.
+    message_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class SpooledMessage:
     smtputf8: bool
     body_8bit: bool
     message_class: str
+    message_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,15 @@ class RecipientUpdate:
     next_attempt: float | None
     last_reply: str
     last_host: str
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """One (message, domain) with pending recipients, as recovery schedules it."""
+
+    queue_id: str
+    domain: str
+    due: float
+    message_class: str
+    received_at: float
+    attempted: bool

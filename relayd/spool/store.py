@@ -7,22 +7,21 @@ Content lives in its own table and is read only for an attempt: memory does
 not grow with the queue.
 """
 
-import asyncio
 import secrets
 import sqlite3
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from relayd.spool.admin import QueueAdmin
+from relayd.spool.database import Database
 from relayd.spool.records import (
     PENDING_STATES,
     NewMessage,
+    PendingJob,
     RecipientState,
     RecipientUpdate,
     SpooledMessage,
 )
-from relayd.spool.writer import GroupCommitWriter
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -33,7 +32,8 @@ CREATE TABLE IF NOT EXISTS messages (
     client        TEXT NOT NULL,
     smtputf8      INTEGER NOT NULL,
     body_8bit     INTEGER NOT NULL,
-    message_class TEXT NOT NULL
+    message_class TEXT NOT NULL,
+    message_id    TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS contents (
     queue_id TEXT PRIMARY KEY REFERENCES messages(queue_id) ON DELETE CASCADE,
@@ -76,7 +76,7 @@ def new_queue_id() -> str:
     return f"{time.time_ns() // 1000:013X}{secrets.token_hex(3).upper()}"
 
 
-class Spool:
+class Spool(QueueAdmin):
     """Durable store of messages and recipient states.
 
     Writes go through one group-commit thread; reads use a small pool of
@@ -87,61 +87,35 @@ class Spool:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.path = self.directory / "spool.db"
-        self._writer = GroupCommitWriter(self._connect)
-        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool-reader")
-        self._local = threading.local()
+        self._database = Database(self.path, SCHEMA, name="spool")
 
     def open(self) -> None:
         """Create the directory and schema if needed and start the writer thread."""
         try:
-            # Messages hold password resets and 2FA codes: only relayd's user may read them.
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            connection = self._connect()
-            try:
-                connection.executescript(SCHEMA)
-            finally:
-                connection.close()
-            self._writer.start()
+            self._database.open()
         except (OSError, sqlite3.Error) as exc:
             raise SpoolError(f"cannot open the spool at {self.path}: {exc}") from exc
 
     def close(self) -> None:
-        self._writer.stop()
-        self._readers.shutdown(wait=True)
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        connection.execute("PRAGMA journal_mode=WAL")
-        # FULL makes every commit fsync the WAL: the durability 250 promises.
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("PRAGMA foreign_keys=ON")
-        return connection
+        self._database.close()
 
     async def _write(self, operation):
         try:
-            return await self._writer.submit(operation)
+            return await self._database.write(operation)
         except sqlite3.Error as exc:
             if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
                 raise SpoolFull(str(exc)) from exc
             raise SpoolError(str(exc)) from exc
 
     async def _read(self, query):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._run_read, query)
-
-    def _run_read(self, query):
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._connect()
-            self._local.connection = connection
-        return query(connection)
+        return await self._database.read(query)
 
     async def add(self, queue_id: str, message: NewMessage) -> str:
         """Store `message` durably under `queue_id`; raise SpoolFull or SpoolError."""
 
         def insert(connection: sqlite3.Connection) -> str:
             connection.execute(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     queue_id,
                     message.sender,
@@ -151,6 +125,7 @@ class Spool:
                     int(message.smtputf8),
                     int(message.body_8bit),
                     message.message_class,
+                    message.message_id,
                 ),
             )
             connection.execute("INSERT INTO contents VALUES (?, ?)", (queue_id, message.content))
@@ -162,14 +137,16 @@ class Spool:
 
         return await self._write(insert)
 
-    async def pending(self) -> list[tuple[str, str, float]]:
-        """Return (queue id, domain, due time) for every domain with pending recipients."""
+    async def pending(self) -> list[PendingJob]:
+        """Return one PendingJob for every (message, domain) with pending recipients, earliest due first."""
 
         def query(connection: sqlite3.Connection):
-            return connection.execute(
-                "SELECT queue_id, domain, MIN(COALESCE(next_attempt, 0)) FROM recipients "
-                f"WHERE state IN {_PENDING} GROUP BY queue_id, domain ORDER BY 3"
+            rows = connection.execute(
+                "SELECT r.queue_id, r.domain, MIN(COALESCE(r.next_attempt, 0)), m.message_class, m.received_at, "
+                "MAX(r.attempts) FROM recipients r JOIN messages m ON m.queue_id = r.queue_id "
+                f"WHERE r.state IN {_PENDING} GROUP BY r.queue_id, r.domain ORDER BY 3"
             ).fetchall()
+            return [PendingJob(q, d, due, c, received, attempts > 0) for q, d, due, c, received, attempts in rows]
 
         return await self._read(query)
 
@@ -178,7 +155,7 @@ class Spool:
 
         def query(connection: sqlite3.Connection):
             row = connection.execute(
-                "SELECT queue_id, sender, received_at, size, client, smtputf8, body_8bit, message_class "
+                "SELECT queue_id, sender, received_at, size, client, smtputf8, body_8bit, message_class, message_id "
                 "FROM messages WHERE queue_id = ?",
                 (queue_id,),
             ).fetchone()
@@ -189,7 +166,7 @@ class Spool:
                 f"WHERE queue_id = ? AND domain = ? AND state IN {_PENDING} ORDER BY rowid",
                 (queue_id, domain),
             ).fetchall()
-            message = SpooledMessage(*row[:5], bool(row[5]), bool(row[6]), row[7])
+            message = SpooledMessage(*row[:5], bool(row[5]), bool(row[6]), row[7], row[8])
             return message, [RecipientState(*r) for r in recipients]
 
         return await self._read(query)
@@ -223,6 +200,30 @@ class Spool:
             return True
 
         return await self._write(apply)
+
+    async def unattempted(self) -> list[tuple[str, str, str, str, float]]:
+        """Return (queue id, header message id, recipient, domain, received at) for every recipient never attempted."""
+
+        def query(connection: sqlite3.Connection):
+            return connection.execute(
+                "SELECT m.queue_id, m.message_id, r.address, r.domain, m.received_at FROM recipients r "
+                "JOIN messages m ON m.queue_id = r.queue_id WHERE r.state = 'queued' AND r.attempts = 0 "
+                "ORDER BY m.queue_id, r.rowid"
+            ).fetchall()
+
+        return await self._read(query)
+
+    async def contains(self, queue_ids: list[str]) -> set[str]:
+        """Return the ids among `queue_ids` of messages still in the spool."""
+
+        def query(connection: sqlite3.Connection):
+            found = set()
+            for queue_id in queue_ids:
+                if connection.execute("SELECT 1 FROM messages WHERE queue_id = ?", (queue_id,)).fetchone():
+                    found.add(queue_id)
+            return found
+
+        return await self._read(query)
 
     async def count(self) -> int:
         def query(connection: sqlite3.Connection):

@@ -27,10 +27,10 @@ MAX_BATCH = 500
 class GroupCommitWriter:
     """Serialises spool writes on one connection and commits them in batches."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]):
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str = "spool-writer"):
         self._connect = connect
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = threading.Event()
         self._start_error: BaseException | None = None
 

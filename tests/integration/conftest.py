@@ -5,6 +5,7 @@ import pytest
 from tests.support.daemon import Daemon
 from tests.support.dns import DnsServer
 from tests.support.sinks import PostfixSink, RecordingSink, SmtpScript, free_tcp_port
+from tests.support.webhooks import WebhookReceiver, new_secret
 
 # Destination servers listen on these loopback addresses, all on the one
 # port relayd's delivery.port points at, as MX hosts on port 25 would.
@@ -63,10 +64,10 @@ def postfix_sink(mx_port, tmp_path):
 
 @pytest.fixture
 def daemon(tmp_path, mx_port):
-    """Start relayd: daemon(config_overrides, dns=DnsServer or None)."""
+    """Start relayd: daemon(config_overrides, dns=DnsServer or None, env=extra environment or None)."""
     started = []
 
-    def start(config: dict | None = None, dns: DnsServer | None = None) -> Daemon:
+    def start(config: dict | None = None, dns: DnsServer | None = None, env: dict | None = None) -> Daemon:
         base = {"delivery": {"port": mx_port}}
         if dns is not None:
             base["dns"] = {"nameservers": [dns.address], "timeout": "2s"}
@@ -74,6 +75,7 @@ def daemon(tmp_path, mx_port):
         for key, value in (config or {}).items():
             merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
         instance = Daemon(tmp_path / f"relayd{len(started)}", merged)
+        instance.env.update(env or {})
         instance.start()
         started.append(instance)
         return instance
@@ -81,3 +83,18 @@ def daemon(tmp_path, mx_port):
     yield start
     for instance in started:
         instance.kill()
+
+
+@pytest.fixture
+def webhook_receiver():
+    """Start WebhookReceivers on loopback: webhook_receiver() with a new secret."""
+    started = []
+
+    def start() -> WebhookReceiver:
+        receiver = WebhookReceiver(new_secret()).start()
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.close()

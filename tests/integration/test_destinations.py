@@ -80,3 +80,24 @@ def test_dead_destination_paused(daemon):
     attempts_at_pause = len(relayd.events("deferred"))
     time.sleep(3)
     assert len(relayd.events("deferred")) == attempts_at_pause, "attempts went on during the pause"
+
+
+def test_shared_mx_host_limited(daemon, mx_port):
+    # Two domains served by one MX address: each domain may run 4 attempts,
+    # the address takes at most 2 sessions.
+    server = ScriptedMX("127.0.0.2", mx_port, Script({"dot": delayed(0.3, "250 2.0.0 Ok")})).start()
+    try:
+        relayd = daemon(
+            {
+                "routes": {"one.test": "127.0.0.2", "two.test": "127.0.0.2"},
+                "delivery": {"max_per_domain": 4, "max_per_host": 2},
+            }
+        )
+        with relayd.smtp() as client:
+            for n in range(6):
+                client.sendmail("app@sender.test", [f"user{n}@one.test"], MESSAGE)
+                client.sendmail("app@sender.test", [f"user{n}@two.test"], MESSAGE)
+        server.wait_for(12, timeout=20)
+        assert server.max_open_connections <= 2
+    finally:
+        server.stop()

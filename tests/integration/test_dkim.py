@@ -140,3 +140,22 @@ def test_subdomain_signed_by_parent_key(signing_setup, dns_server, daemon):
     results = dkim_results(signed, resolver_for(dns_server))
     assert [(r.result, r.header_d) for r in results] == [("pass", "example.com")]
     assert b"h=from : to : subject" in signed.replace(b"\r\n ", b" ")
+
+
+def test_relayd_fields_removed_before_signing(signing_setup, dns_server, daemon):
+    key_entries, sink = signing_setup
+    keys = [e for e in key_entries if e["domain"] == "example.com" and e["algorithm"] == "rsa-sha256"]
+    relayd = daemon({"routes": {"dkim.test": "127.0.0.2"}, "dkim": {"keys": keys}}, dns=dns_server)
+    content = (
+        b"From: App <no-reply@example.com>\r\nTo: user@dkim.test\r\nIdempotency-Key: order-1\r\n"
+        b"X-Relayd-Class: auth\r\nSubject: code\r\n\r\n123456\r\n"
+    )
+    queue_id = relayd.submit(["user@dkim.test"], content)
+    assert relayd.wait_for_event("accepted", queue_id=queue_id)[0]["message_class"] == "auth"
+
+    signed = sink.wait_for(1)[0].content
+    assert b"idempotency-key" not in signed.lower()
+    assert b"x-relayd-class" not in signed.lower()
+    assert signed.endswith(b"From: App <no-reply@example.com>\r\nTo: user@dkim.test\r\nSubject: code\r\n\r\n123456\r\n")
+    results = dkim_results(signed, resolver_for(dns_server))
+    assert [(r.result, r.header_d) for r in results] == [("pass", "example.com")]

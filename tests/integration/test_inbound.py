@@ -279,3 +279,4 @@ def test_spool_directory_private(relay):
     spool = Path(relayd.config["server"]["spool_dir"])
     assert spool.stat().st_mode & 0o777 == 0o700
     assert (spool / "spool.db").stat().st_mode & 0o077 == 0
+    assert (spool / "state.db").stat().st_mode & 0o077 == 0

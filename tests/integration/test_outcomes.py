@@ -36,7 +36,8 @@ def test_permanent_reply_bounced(sinks, daemon):
     assert bounced["status"] == "5.1.1"
     assert bounced["command"] == "RCPT"
     time.sleep(1.5)
-    assert len(relayd.events(queue_id=queue_id)) == 2, "accepted and bounced only: no retry"
+    names = [e["event"] for e in relayd.events(queue_id=queue_id)]
+    assert names == ["accepted", "suppression_added", "bounced"], "no retry"
     assert sink.messages == []
 
 

@@ -1,5 +1,6 @@
 """Run `relayd serve` in a subprocess as a user would, and read its JSON log."""
 
+import http.client
 import json
 import os
 import signal
@@ -10,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.sinks import free_tcp_port
 
@@ -65,9 +68,13 @@ class Daemon:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.smtp_port = free_tcp_port("127.0.0.1")
+        self.http_port = free_tcp_port("127.0.0.1")
+        while self.http_port == self.smtp_port:
+            self.http_port = free_tcp_port("127.0.0.1")
         defaults = {
             "server": {"hostname": "relay.test", "spool_dir": str(self.directory / "spool")},
             "smtp": {"listen": [f"127.0.0.1:{self.smtp_port}"]},
+            "http": {"listen": f"127.0.0.1:{self.http_port}"},
             "delivery": {"tls": "off", "connect_timeout": "2s", "command_timeout": "5s", "data_timeout": "5s"},
             "retry": {"first": "1s", "multiplier": 2.0, "max_interval": "2s", "give_up": "1h"},
             # The alignment check queries DNS for each message, so a test
@@ -79,6 +86,8 @@ class Daemon:
         self.log_path = self.directory / "relayd.log"
         self.process: subprocess.Popen | None = None
         self._log_file = None
+        # Extra environment for the daemon process, such as NOTIFY_SOCKET.
+        self.env: dict[str, str] = {}
 
     def write_config(self) -> None:
         self.config_path.write_text(to_toml(self.config))
@@ -86,7 +95,7 @@ class Daemon:
     def start(self, timeout: float = 15.0) -> "Daemon":
         self.write_config()
         self._log_file = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "relayd", "serve", "--config", str(self.config_path)],
             cwd=ROOT,
@@ -167,3 +176,64 @@ class Daemon:
 
     def smtp(self, source_address: tuple[str, int] | None = None) -> smtplib.SMTP:
         return smtplib.SMTP("127.0.0.1", self.smtp_port, local_hostname="client.test", source_address=source_address, timeout=30)
+
+    # The HTTP listener: /metrics, /healthz and the queue commands.
+
+    def http_get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+        """GET `path` from the daemon's HTTP listener; return the status and the body."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def metrics_text(self) -> str:
+        status, body = self.http_get("/metrics")
+        if status != 200:
+            raise AssertionError(f"/metrics answered {status}: {body[:500]!r}")
+        return body.decode()
+
+    def metrics(self) -> "Samples":
+        return Samples(self.metrics_text())
+
+    def queue(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run `relayd queue ARGS --config <this daemon's config>` and return the finished process."""
+        command, *rest = args
+        result = subprocess.run(
+            [sys.executable, "-m", "relayd", "queue", command, *rest, "--config", str(self.config_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"relayd queue {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def queue_json(self, *args: str) -> Any:
+        return json.loads(self.queue(*args, "--json").stdout)
+
+
+class Samples:
+    """Samples of one /metrics scrape, looked up by name and labels."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.values: dict[tuple[str, frozenset], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                self.values[(sample.name, frozenset(sample.labels.items()))] = sample.value
+
+    def get(self, name: str, **labels: str) -> float:
+        """Return the value of the sample with exactly these labels; fail when there is none."""
+        key = (name, frozenset(labels.items()))
+        if key not in self.values:
+            raise AssertionError(f"no sample {name}{labels} in /metrics")
+        return self.values[key]
+
+    def total(self, name: str, **labels: str) -> float:
+        """Return the sum of the samples of `name` whose labels include `labels`."""
+        wanted = set(labels.items())
+        return sum(value for (sample, found), value in self.values.items() if sample == name and wanted <= found)

@@ -23,6 +23,11 @@ def delayed(seconds: float, reply: str) -> str:
     """Return an action that waits `seconds` before sending `reply`, like a slow server."""
     return f"delay:{seconds}:{reply}"
 
+
+def _reply_of(action: str) -> str:
+    """Return the reply an action ends with, without a delay prefix."""
+    return action.split(":", 2)[2] if action.startswith("delay:") else action
+
 DEFAULT_REPLIES = {
     "greeting": "220 mx.test ESMTP scripted",
     "helo": "250 mx.test",
@@ -196,14 +201,14 @@ class ScriptedMX:
                     await writer.start_tls(self.script.tls_context)
             elif verb == "MAIL":
                 action = self._action("mail")
-                if action.startswith("250"):
+                if _reply_of(action).startswith("250"):
                     transaction = Transaction(sender=_path(command))
                 if not await self._answer(writer, reader, action):
                     return
             elif verb == "RCPT":
                 address = _path(command)
                 action = self._action("rcpt", address)
-                if action.startswith("25") and transaction is not None:
+                if _reply_of(action).startswith("25") and transaction is not None:
                     transaction.recipients.append(address)
                 if not await self._answer(writer, reader, action):
                     return
@@ -211,7 +216,7 @@ class ScriptedMX:
                 action = self._action("data")
                 if not await self._answer(writer, reader, action):
                     return
-                if not action.startswith("354"):
+                if not _reply_of(action).startswith("354"):
                     continue
                 content = await _read_data(reader)
                 action = self._action("dot")
@@ -219,7 +224,7 @@ class ScriptedMX:
                     transaction.content = content
                     with self._lock:
                         self.transactions.append(transaction)
-                    transaction.completed = action.startswith("250")
+                    transaction.completed = _reply_of(action).startswith("250")
                     transaction = None
                 if not await self._answer(writer, reader, action):
                     return

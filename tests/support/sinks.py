@@ -7,6 +7,7 @@ reads back its dump files, for a second, independent SMTP implementation.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import socket
@@ -69,6 +70,7 @@ class SmtpScript:
     rcpt: reply per recipient address, matched case-insensitively.
     rcpt_default: reply to every recipient not in `rcpt`.
     data: reply after the end of DATA. The message is recorded only if it is 2xx.
+    data_delay: seconds to wait before that reply, as a slow destination does.
     """
 
     greeting: str | None = None
@@ -76,6 +78,7 @@ class SmtpScript:
     rcpt: Mapping[str, str] = field(default_factory=dict)
     rcpt_default: str | None = None
     data: str | None = None
+    data_delay: float = 0.0
 
     def __post_init__(self) -> None:
         replies = [self.greeting, self.mail, self.rcpt_default, self.data, *self.rcpt.values()]
@@ -140,6 +143,8 @@ class _RecordingHandler:
         return reply
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self._sink.script.data_delay:
+            await asyncio.sleep(self._sink.script.data_delay)
         reply = self._sink.script.data or "250 2.0.0 OK"
         if _is_positive(reply):
             message = ReceivedMessage(

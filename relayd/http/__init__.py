@@ -1,0 +1,1 @@
+"""HTTP listener: metrics, health and the queue control API."""

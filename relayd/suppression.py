@@ -1,0 +1,156 @@
+"""The suppression list: which bounces add an address, how addresses compare, CSV import and export."""
+
+import csv
+import time
+from datetime import datetime, timezone
+from typing import Callable, Iterable, TextIO
+
+import idna
+
+from relayd.addresses import AddressError, parse_path
+from relayd.config.model import SuppressionConfig
+from relayd.events import rfc3339
+from relayd.reply import Reply
+from relayd.state import Suppression, SuppressionStore
+
+BOUNCE = "bounce"
+MANUAL = "manual"
+SOURCES = (BOUNCE, MANUAL)
+CSV_FIELDS = ("address", "reason", "source", "created_at", "expires_at")
+MANUAL_REASON = "added by an operator"
+
+
+def normalize_address(address: str) -> str:
+    """Return the form the list stores and compares: lower case, the domain in IDNA ASCII.
+
+    XXX: RFC 5321 2.4 lets a mailbox's local part be case-sensitive, but
+    the list ignores case, so an address that bounced is not tried again
+    under another spelling.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address.lower()
+    try:
+        domain = idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        pass
+    return f"{local.lower()}@{domain.lower()}"
+
+
+def parse_address(text: str) -> str:
+    """Check `text` as a recipient address and return its normalized form; raise ValueError."""
+    try:
+        address = parse_path(text.strip().removeprefix("<").removesuffix(">"), smtputf8=True, role="recipient")
+    except AddressError as exc:
+        raise ValueError(f"invalid address {text!r}: {exc}") from None
+    if address is None or address.is_literal:
+        raise ValueError(f"invalid address {text!r}: expected user@domain")
+    return normalize_address(f"{address.local}@{address.ascii_domain}")
+
+
+def one_line(text: str) -> str:
+    """Return `text` with every run of white space, line breaks included, made one space."""
+    return " ".join(text.split())
+
+
+def code_matches(status: str, pattern: str) -> bool:
+    """Match an enhanced status code against a pattern such as "5.1.1" or "5.1.x"."""
+    parts = status.split(".")
+    pattern_parts = pattern.split(".")
+    return len(parts) == len(pattern_parts) and all(q in ("x", p) for p, q in zip(parts, pattern_parts))
+
+
+def suppresses(reply: Reply, codes: Iterable[str]) -> bool:
+    """Whether a bounce with `reply` adds the recipient to the list.
+
+    Only permanent replies with an enhanced status code qualify, because a
+    bare 550 does not show that the mailbox itself is unusable.
+    """
+    return reply.is_permanent and bool(reply.enhanced) and any(code_matches(reply.enhanced, c) for c in codes)
+
+
+class SuppressionList:
+    """The suppression list as the listener and the attempts use it."""
+
+    def __init__(self, store: SuppressionStore, config: SuppressionConfig, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    async def find(self, address: str) -> Suppression | None:
+        return await self.store.find_suppression(normalize_address(address), self.clock())
+
+    async def add_bounce(self, address: str, reply: Reply) -> Suppression | None:
+        """Add `address` when `reply` is a hard bounce; return the new entry, or None."""
+        if not suppresses(reply, self.config.codes):
+            return None
+        now = self.clock()
+        entry = Suppression(
+            address=normalize_address(address),
+            reason=str(reply),
+            source=BOUNCE,
+            created_at=now,
+            expires_at=now + self.config.ttl if self.config.ttl else None,
+        )
+        await self.store.add_suppressions([entry])
+        return entry
+
+
+def write_csv(entries: Iterable[Suppression], stream: TextIO) -> int:
+    """Write `entries` as CSV with a header line; times are RFC 3339 UTC, an empty expires_at means never."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    count = 0
+    for entry in entries:
+        expires = rfc3339(entry.expires_at) if entry.expires_at is not None else ""
+        writer.writerow([entry.address, entry.reason, entry.source, rfc3339(entry.created_at), expires])
+        count += 1
+    return count
+
+
+def read_csv(stream: TextIO, now: float) -> list[Suppression]:
+    """Read entries written by write_csv(); only the address column is required.
+
+    Raises ValueError naming the line of the first invalid row, so a file is
+    imported whole or not at all.
+    """
+    reader = csv.DictReader(stream)
+    if reader.fieldnames is None or "address" not in reader.fieldnames:
+        raise ValueError("line 1: expected a header line naming at least the column 'address'")
+    unknown = [name for name in reader.fieldnames if name not in CSV_FIELDS]
+    if unknown:
+        raise ValueError(f"line 1: unknown column {unknown[0]!r}; the columns allowed are: {', '.join(CSV_FIELDS)}")
+    entries = []
+    for row in reader:
+        line = reader.line_num
+        try:
+            entries.append(_entry(row, now))
+        except ValueError as exc:
+            raise ValueError(f"line {line}: {exc}") from None
+    return entries
+
+
+def _entry(row: dict, now: float) -> Suppression:
+    source = (row.get("source") or MANUAL).strip()
+    if source not in SOURCES:
+        raise ValueError(f"invalid source {source!r}; expected one of: {', '.join(SOURCES)}")
+    created = _parse_time(row.get("created_at"), "created_at")
+    return Suppression(
+        address=parse_address(row.get("address") or ""),
+        reason=one_line(row.get("reason") or "") or MANUAL_REASON,
+        source=source,
+        created_at=created if created is not None else now,
+        expires_at=_parse_time(row.get("expires_at"), "expires_at"),
+    )
+
+
+def _parse_time(text: str | None, column: str) -> float | None:
+    if not text or not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"invalid {column} {text!r}; expected an RFC 3339 time such as 2026-01-31T12:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()

@@ -144,8 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     mtas = _choose_mtas(args.mta, notes)
     extra = args.relayd_config.read_text() if args.relayd_config else ""
-    if not extra:
-        notes.append("relayd ran without class rules: X-Relayd-Class selects a class only where relayd's config has a rule for it.")
     signal.signal(signal.SIGTERM, _stop_on_signal)
 
     machine = report.machine()

@@ -2,33 +2,16 @@
 
 import contextlib
 import resource
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from bench.mta_postfix import Postfix
 from bench.mta_relayd import Relayd
+from bench.ports import free_ports
 from bench.sink import SinkProcess
 
 MTAS = ("relayd", "postfix")
-
-
-def free_ports(count: int) -> list[int]:
-    """Return `count` distinct TCP ports free on 127.0.0.1 right now.
-
-    Another process can still take one before the caller binds it.
-    """
-    probes = []
-    try:
-        for _ in range(count):
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            probe.bind(("127.0.0.1", 0))
-            probes.append(probe)
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 def own_cpu_seconds() -> float:

@@ -9,14 +9,12 @@ import time
 from pathlib import Path
 
 from bench import procstat
+from bench.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
-# TODO: add the class rule that reads X-Relayd-Class once relayd's config has
-# class rules; until then the lanes scenario measures relayd without lanes
-# unless --relayd-config supplies the rule.
 CONFIG_TEMPLATE = """\
 # Written by the benchmark: everything on loopback, nothing on disk outside {directory}.
 [server]
@@ -25,6 +23,9 @@ spool_dir = "{directory}/spool"
 
 [smtp]
 listen = ["127.0.0.1:{smtp_port}"]
+
+[http]
+listen = "127.0.0.1:{http_port}"
 
 [dns]
 # Every next hop is a configured IP address, so relayd makes no look-up;
@@ -48,6 +49,10 @@ pause = "{pause}"
 [routes]
 "*" = "127.0.0.1:{sink_port}"
 
+[classes]
+# The load generator sets X-Relayd-Class on every message.
+header = true
+
 [retry]
 first = "{retry_first}"
 multiplier = 2.0
@@ -69,11 +74,13 @@ class Relayd:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.smtp_port = smtp_port
+        self.http_port = free_ports(1, exclude={smtp_port, sink_port})[0]
         self.config_path = self.directory / "relayd.toml"
         self.log_path = self.directory / "relayd.log"
         config = CONFIG_TEMPLATE.format(
             directory=self.directory,
             smtp_port=smtp_port,
+            http_port=self.http_port,
             sink_port=sink_port,
             retry_first=retry_first,
             pause_after=pause_after,
@@ -88,13 +95,20 @@ class Relayd:
         deadline = started + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"relayd exited with status {self.process.returncode}; see {self.log_path}")
+                raise RuntimeError(f"relayd exited with status {self.process.returncode}:\n{self.log_tail()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1):
                     return started
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError(f"relayd did not listen on port {self.smtp_port} within {START_TIMEOUT} s; see {self.log_path}")
+        raise RuntimeError(f"relayd did not listen on port {self.smtp_port} within {START_TIMEOUT} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Return the end of relayd's log, for errors: the working directory may be removed before anyone reads it."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log written)"
 
     def spawn(self) -> float:
         """Start the process without waiting for it; return the time.monotonic() of the start."""

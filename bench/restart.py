@@ -4,7 +4,8 @@ import asyncio
 import json
 import time
 
-from bench.environment import Bench, free_ports
+from bench.environment import Bench
+from bench.ports import free_ports
 from bench.loadgen import Load, run_load, time_to_accept
 from bench.stats import megabytes, refusals
 

@@ -20,7 +20,7 @@ TEST_CHECK := test -x /usr/sbin/dnsmasq && test -x /usr/sbin/smtp-sink && test -
 # Mail::DKIM does not support.
 MAILAUTH := tests/support/mailauth/node_modules/mailauth
 
-.PHONY: install install-test system-packages run test clean
+.PHONY: install install-test system-packages run test clean install-bench bench bench-short
 
 install: $(BIN)/relayd
 
@@ -56,6 +56,23 @@ $(MAILAUTH): tests/support/mailauth/package.json
 
 test: install-test system-packages $(MAILAUTH)
 	$(BIN)/python -m pytest
+
+install-bench: $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: $(BIN)/relayd pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+# relayd against a private Postfix relay on loopback, about 12 minutes; see
+# docs/benchmarks.md. Postfix is measured only as root with the postfix
+# package installed, otherwise relayd runs alone and the summary says why.
+bench: install-bench
+	$(BIN)/python -m bench --output-dir var/bench
+
+# Every scenario with small counts, in about 20 seconds: a check that the
+# benchmark runs, not a measurement.
+bench-short: install-bench
+	$(BIN)/python -m bench --short --output-dir var/bench
 
 clean:
 	rm -rf $(VENV) var build *.egg-info tests/support/mailauth/node_modules

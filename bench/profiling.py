@@ -24,9 +24,9 @@ from bench.loadgen import Load, run_load
 
 SAMPLES_PER_SECOND = 200
 
-# Parts of relayd, each named by the frame (function and module, as py-spy
-# prints them) under which its work runs. A sample counts for every part on
-# its stack, so the shares overlap.
+# Parts of relayd, each named by the function (and module, as py-spy prints
+# it) under which its work runs; functions defined inside it count too. A
+# sample counts for every part on its stack, so the shares overlap.
 COMPONENTS = (
     ("inbound SMTP sessions (aiosmtpd and relayd's handler)", "RelaySMTP._handle_client (relayd/smtp/server.py)"),
     ("  end of DATA: checks, preparation, spooling", "SubmissionHandler.handle_DATA (relayd/smtp/handler.py)"),
@@ -36,9 +36,11 @@ COMPONENTS = (
     ("  outbound SMTP (courier, aiosmtplib)", "Courier.deliver (relayd/delivery/courier.py)"),
     ("  RSET before reusing a session", "SessionPool.take (relayd/delivery/pool.py)"),
     ("scheduler loop", "Scheduler.run (relayd/delivery/scheduler.py)"),
+    ("events (webhook outbox)", "EventRecorder.record (relayd/events.py)"),
     ("structured logging (structlog, JSON)", "BoundLoggerBase._proxy_to_logger (structlog/_base.py)"),
     ("spool writer thread (SQLite, fsync)", "GroupCommitWriter._run (relayd/spool/writer.py)"),
-    ("spool reader threads (SQLite)", "Spool._run_read (relayd/spool/store.py)"),
+    ("SQLite reads (spool and state reader threads)", "Database._run_read (relayd/spool/database.py)"),
+    ("  suppression look-ups", "SqliteStateStore.find_suppression (relayd/state/sqlite.py)"),
 )
 
 
@@ -88,6 +90,13 @@ def _frame_name(frame: str) -> str:
     return f"{name} ({location})"
 
 
+def _within(name: str, component: str) -> bool:
+    """Tell whether frame `name` is the component's function or a function defined inside it."""
+    function, _, module = component.partition(" (")
+    own_function, _, own_module = name.partition(" (")
+    return own_module == module and (own_function == function or own_function.startswith(function + "."))
+
+
 def summarize(path: Path, seconds: float, top: int = 20) -> dict:
     """Summarise a recording of `seconds` seconds.
 
@@ -99,6 +108,7 @@ def summarize(path: Path, seconds: float, top: int = 20) -> dict:
     threads: Counter[str] = Counter()
     self_samples: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    components: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -114,18 +124,20 @@ def summarize(path: Path, seconds: float, top: int = 20) -> dict:
             self_samples[names[-1]] += count
             for name in set(names):
                 inclusive[name] += count
+            for label, frame in COMPONENTS:
+                if any(_within(name, frame) for name in names):
+                    components[label] += count
 
     def percentages(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, round(100 * value / max(1, total), 1)) for name, value in counter.most_common(top)]
 
-    components = [(label, round(100 * inclusive[frame] / max(1, total), 1)) for label, frame in COMPONENTS]
     slots = SAMPLES_PER_SECOND * seconds
     return {
         "samples": total,
         "seconds": round(seconds, 1),
         "busy_percent": {name: round(100 * value / slots, 1) for name, value in threads.most_common()},
         "threads": percentages(threads),
-        "components": components,
+        "components": [(label, round(100 * components[label] / max(1, total), 1)) for label, _ in COMPONENTS],
         "self": percentages(self_samples),
         "inclusive": percentages(inclusive),
     }

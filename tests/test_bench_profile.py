@@ -8,7 +8,9 @@ RECORDING = (
     "thread (0x1): MainThread;main (relayd/cli.py);RelaySMTP._handle_client (relayd/smtp/server.py);"
     "check_content (relayd/smtp/content.py) 50\n"
     "thread (0x2): spool-writer;GroupCommitWriter._run (relayd/spool/writer.py);"
-    "GroupCommitWriter._commit (relayd/spool/writer.py) 20\n"
+    "GroupCommitWriter._commit (relayd/spool/writer.py) 15\n"
+    "thread (0x3): state-reader_0;_worker (concurrent/futures/thread.py);Database._run_read (relayd/spool/database.py);"
+    "SqliteStateStore.find_suppression.<locals>.query (relayd/state/sqlite.py) 5\n"
     "a line that is not a stack\n"
 )
 
@@ -19,7 +21,7 @@ def test_summary_busy_per_thread(tmp_path):
     summary = summarize(path, seconds=1.0)
     assert summary["samples"] == 100
     # 200 sample slots per second: 80 samples are 40 percent of one core.
-    assert summary["busy_percent"] == {"MainThread": 40.0, "spool-writer": 10.0}
+    assert summary["busy_percent"] == {"MainThread": 40.0, "spool-writer": 7.5, "state-reader_0": 2.5}
 
 
 def test_summary_components_and_functions(tmp_path):
@@ -29,7 +31,8 @@ def test_summary_components_and_functions(tmp_path):
     components = dict(summary["components"])
     assert components["delivery attempts"] == 30.0
     assert components["    content check (bare CR/LF, long lines)"] == 50.0
-    assert components["spool writer thread (SQLite, fsync)"] == 20.0
+    assert components["spool writer thread (SQLite, fsync)"] == 15.0
+    assert components["  suppression look-ups"] == 5.0
     assert components["scheduler loop"] == 0.0
     assert summary["self"][0] == ("check_content (relayd/smtp/content.py)", 50.0)
     assert ("main (relayd/cli.py)", 80.0) in summary["inclusive"]

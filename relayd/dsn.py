@@ -1,9 +1,9 @@
 """Delivery status notifications (RFC 3464) for recipients that bounced or expired.
 
-A DSN goes to the envelope sender with the null sender, so it is never
-answered with another DSN (RFC 5321 6.1). It carries the original header
+A DSN goes to the envelope sender with the null sender, so it never
+triggers another DSN (RFC 5321 6.1). It carries the original header
 section but not the body (RFC 3462 text/rfc822-headers): transactional mail
-holds reset links and codes that a bounce should not copy around.
+contains reset links and codes that a bounce should not copy around.
 """
 
 import email.message
@@ -46,7 +46,7 @@ def build_dsn(
     report["Subject"] = SUBJECT
     report["Date"] = format_datetime(datetime.now(timezone.utc))
     report["Message-ID"] = make_msgid(domain=hostname)
-    # RFC 3834 5: a DSN is an automatic reply that other robots must not answer.
+    # RFC 3834 5: a DSN is an automatic reply that other robots must not reply to.
     report["Auto-Submitted"] = "auto-replied"
     report.set_type("multipart/report")
     report.set_param("report-type", "delivery-status")

@@ -8,7 +8,7 @@ _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 
 @dataclass(frozen=True)
 class Reply:
-    """One SMTP reply; `command` names what it answered when it came from a remote server."""
+    """One SMTP reply; `command` is the command a remote server replied to."""
 
     code: int
     enhanced: str

@@ -61,7 +61,7 @@ def code_matches(status: str, pattern: str) -> bool:
 
 
 def suppresses(reply: Reply, codes: Iterable[str]) -> bool:
-    """Whether a bounce with `reply` adds the recipient to the list.
+    """Tell whether a bounce with `reply` adds the recipient to the list.
 
     Only permanent replies with an enhanced status code qualify, because a
     bare 550 does not show that the mailbox itself is unusable.

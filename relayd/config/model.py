@@ -182,7 +182,7 @@ class IdempotencyConfig:
 # from [retry] unless the file overrides them: a stale 2FA code is worse than
 # none, so auth gives up after 15 minutes.
 CLASS_DEADLINES = {"auth": 1.0, "transactional": 30.0, "shipping": 300.0, "notification": 3600.0}
-# What is left after the reserves is shared by every class.
+# Share of slots reserved per class; the slots left over are shared by every class.
 CLASS_SHARES = {"auth": 0.2, "transactional": 0.2, "shipping": 0.1, "notification": 0.1}
 CLASS_RETRY_DEFAULTS: Mapping[str, Mapping[str, float]] = {
     "auth": {"first": 5.0, "max_interval": 60.0, "give_up": 900.0},

@@ -55,7 +55,7 @@ class Resolver:
             raise NoData(f"{name} has no {rdtype} record") from exc
         except dns.resolver.NoNameservers as exc:
             failure = "servfail"
-            raise TemporaryFailure(f"no name server answered for {name} {rdtype} (SERVFAIL or REFUSED)") from exc
+            raise TemporaryFailure(f"no name server gave a usable response for {name} {rdtype} (SERVFAIL or REFUSED)") from exc
         except dns.exception.Timeout as exc:
             failure = "timeout"
             raise TemporaryFailure(f"{name} {rdtype} look-up timed out") from exc

@@ -1,4 +1,4 @@
-"""Destination health: a domain whose hosts keep failing to answer is paused.
+"""Destination health: a domain whose hosts keep failing to respond is paused.
 
 Retrying a dead destination every time a message for it comes due wastes
 connection slots and hammers a server that may be recovering; after

@@ -16,8 +16,8 @@ log = structlog.get_logger("relayd.dkim")
 
 
 # The fields signed when present; each occurrence is signed, and From once
-# more than it occurs, so nobody can add a second From field that a
-# verifier would accept (RFC 6376 8.15, "over-signing").
+# more than it occurs, so a second From field added in transit makes the
+# signature fail (RFC 6376 8.15, "over-signing").
 SIGNED_FIELDS = (
     "from",
     "to",

@@ -37,8 +37,8 @@ class Database:
 
     def open(self) -> None:
         """Create the directory and schema if needed and start the writer thread; raise OSError or sqlite3.Error."""
-        # Messages hold password resets and 2FA codes, and the state store
-        # holds recipient addresses: only relayd's user may read them.
+        # Messages contain password resets and 2FA codes, and the state store
+        # contains recipient addresses, so only relayd's user may read them.
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         connection = self.connect()
         try:

@@ -11,7 +11,7 @@ FINAL_STATES = ("delivered", "bounced", "expired")
 class NewMessage:
     """A message accepted by the listener, ready to be spooled.
 
-    `recipients` holds (address, domain) pairs: the address as the client gave
+    `recipients` contains (address, domain) pairs: the address as the client gave
     it and the recipient's domain in IDNA ASCII form, the delivery grouping key.
     """
 

@@ -1,4 +1,4 @@
-"""A full disk during the spool write answers 452 and loses nothing already accepted."""
+"""A full disk during the spool write gets a 452 reply and loses nothing already accepted."""
 
 import os
 import smtplib

@@ -66,7 +66,7 @@ def _queued_message(connection: sqlite3.Connection, queue_id: str) -> QueuedMess
 
 
 class QueueAdmin:
-    """Spool methods for operators; needs the host class's `_read` and `_write`."""
+    """Spool methods for operators; needs the host class's `_read`, `_write` and `fresh`."""
 
     async def summary(self) -> QueueSummary:
         """Count pending recipients by state and class, and messages by class with the oldest one's age."""
@@ -144,6 +144,7 @@ class QueueAdmin:
 
     async def delete(self, queue_id: str) -> QueuedMessage | None:
         """Remove a message and all its recipients; return what was removed, or None if it was not in the spool."""
+        self.fresh.discard(queue_id)
 
         def apply(connection: sqlite3.Connection):
             queued = _queued_message(connection, queue_id)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from relayd.spool.admin import QueueAdmin
 from relayd.spool.database import Database
+from relayd.spool.fresh import FreshMessages
 from relayd.spool.records import (
     PENDING_STATES,
     NewMessage,
@@ -88,6 +89,7 @@ class Spool(QueueAdmin):
         self.directory = Path(directory)
         self.path = self.directory / "spool.db"
         self._database = Database(self.path, SCHEMA, name="spool")
+        self.fresh = FreshMessages()
 
     def open(self) -> None:
         """Create the directory and schema if needed and start the writer thread."""
@@ -135,7 +137,9 @@ class Spool(QueueAdmin):
             )
             return queue_id
 
-        return await self._write(insert)
+        await self._write(insert)
+        self.fresh.add(queue_id, message)
+        return queue_id
 
     async def pending(self) -> list[PendingJob]:
         """Return one PendingJob for every (message, domain) with pending recipients, earliest due first."""
@@ -152,6 +156,9 @@ class Spool(QueueAdmin):
 
     async def load(self, queue_id: str, domain: str) -> tuple[SpooledMessage, list[RecipientState]] | None:
         """Return a message and its pending recipients in `domain`, or None if it left the spool."""
+        cached = self.fresh.take(queue_id, domain)
+        if cached is not None:
+            return cached
 
         def query(connection: sqlite3.Connection):
             row = connection.execute(
@@ -172,6 +179,10 @@ class Spool(QueueAdmin):
         return await self._read(query)
 
     async def content(self, queue_id: str) -> bytes | None:
+        cached = self.fresh.content(queue_id)
+        if cached is not None:
+            return cached
+
         def query(connection: sqlite3.Connection):
             row = connection.execute("SELECT content FROM contents WHERE queue_id = ?", (queue_id,)).fetchone()
             return None if row is None else bytes(row[0])
@@ -199,6 +210,8 @@ class Spool(QueueAdmin):
             connection.execute("DELETE FROM messages WHERE queue_id = ?", (queue_id,))
             return True
 
+        # The recorded recipients' states now differ from the copy in memory.
+        self.fresh.discard(queue_id)
         return await self._write(apply)
 
     async def unattempted(self) -> list[tuple[str, str, str, str, float]]:

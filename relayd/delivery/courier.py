@@ -12,7 +12,7 @@ from relayd.delivery.pool import SessionPool
 from relayd.delivery.results import AttemptResult, OutboundEnvelope, RecipientResult
 from relayd.delivery.routing import MxHost
 from relayd.delivery.session import Session, close_session, open_session
-from relayd.delivery.transaction import run_transactions
+from relayd.delivery.transaction import StaleSession, run_transactions
 from relayd.reply import Reply
 
 log = structlog.get_logger("relayd.delivery")
@@ -61,14 +61,20 @@ class Courier:
                 async with self._host_slot(address, host.port):
                     try:
                         session = await self._session(host, address, tls_mode)
+                        connected = time.monotonic()
+                        try:
+                            results = await run_transactions(session, envelope, content, recipients, host.name, self.config)
+                        except StaleSession as exc:
+                            # Nothing was sent on the old session, so this sends no second copy.
+                            log.info("stale_session_replaced", host=host.name, address=address, reason=str(exc))
+                            session.client.close()
+                            session = await open_session(self.hostname, host, address, tls_mode, self.config)
+                            connected = time.monotonic()
+                            results = await run_transactions(session, envelope, content, recipients, host.name, self.config)
                     except HostFailed as exc:
                         failures.append(exc.reply)
                         log.info("host_failed", host=host.name, address=address, reply=str(exc.reply))
                         continue
-                    connected = time.monotonic()
-                    results = await run_transactions(
-                        session.client, envelope, content, recipients, host.name, self.config
-                    )
                     await self._release(session, results)
                 delays = {"connect": round(connected - started, 3), "transmit": round(time.monotonic() - connected, 3)}
                 return AttemptResult(results, host=session.label, delays=delays, tls=session.tls)

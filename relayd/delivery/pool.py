@@ -2,8 +2,9 @@
 
 Opening a session costs a TCP and often a TLS handshake plus EHLO; a burst of
 transactional mail to one provider reuses a few sessions instead. A session
-is checked with RSET before reuse (RFC 5321 4.1.1.5) and closed after
-`idle_timeout` seconds unused.
+that ended its last transaction cleanly and was idle only briefly is used
+as it is; any other is checked with RSET first (RFC 5321 4.1.1.5). A
+session is closed after `idle_timeout` seconds unused.
 """
 
 import asyncio
@@ -16,6 +17,11 @@ from relayd.delivery.session import Session, close_session
 # Servers close idle sessions themselves (RFC 5321 4.5.3.2.7 tells them to wait
 # 5 minutes, many wait less); checking often keeps relayd's side tidy.
 REAP_INTERVAL = 1.0
+
+# A session idle for longer is checked with RSET before reuse: a server may
+# have timed it out. A shorter pause saves a round trip per message in a
+# burst; a session lost even so is replaced by the courier.
+PROBE_AFTER_IDLE = 2.0
 
 
 class SessionPool:
@@ -31,15 +37,19 @@ class SessionPool:
     async def take(self, key: tuple) -> Session | None:
         """Return a live idle session for `key`, or None."""
         while self._idle.get(key):
-            session, _ = self._idle[key].pop()
+            session, since = self._idle[key].pop()
             if not session.client.is_connected:
                 continue
+            session.reused = True
+            if session.ready and time.monotonic() - since < PROBE_AFTER_IDLE:
+                return session
             try:
                 response = await session.client.execute_command(b"RSET", timeout=self.command_timeout)
             except (aiosmtplib.SMTPException, OSError):
                 session.client.close()
                 continue
             if response.code == 250:
+                session.ready = True
                 return session
             await close_session(session)
         return None

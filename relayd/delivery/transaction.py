@@ -3,6 +3,11 @@
 Recipients a server refuses as "too many" are carried in a further
 transaction on the same connection (RFC 5321 4.5.3.1.10) instead of being
 deferred with everyone else.
+
+A session from the pool starts with MAIL, without an RSET to check it
+first. If the server turns out to have closed it, or answers MAIL with 421,
+nothing was sent yet, and StaleSession tells the courier to carry the
+transaction on a new connection instead of deferring the recipients.
 """
 
 import ssl
@@ -13,18 +18,27 @@ from relayd.config.model import DeliveryConfig
 from relayd.delivery import outcome
 from relayd.delivery.errors import local_reply, translate_error
 from relayd.delivery.results import OutboundEnvelope, RecipientResult, wire_address
+from relayd.delivery.session import Session
 from relayd.reply import Reply
 
 
+class StaleSession(Exception):
+    """A session from the pool failed at its first MAIL; nothing of the message was sent."""
+
+
 async def run_transactions(
-    client: aiosmtplib.SMTP,
+    session: Session,
     envelope: OutboundEnvelope,
     content: bytes,
     recipients: list[str],
     host: str,
     config: DeliveryConfig,
 ) -> list[RecipientResult]:
-    """Deliver to `recipients` over `client`; return one decision per recipient, in order."""
+    """Deliver to `recipients` over `session`; return one decision per recipient, in order.
+
+    Raises StaleSession when a reused session turns out to be closed.
+    """
+    client = session.client
     decided: dict[str, RecipientResult] = {}
     wire = {r: wire_address(r) for r in recipients}
     sender = wire_address(envelope.sender)
@@ -35,8 +49,10 @@ async def run_transactions(
         return [RecipientResult(r, outcome.BOUNCED, decided[""].reply, host) for r in recipients]
 
     pending = [r for r in recipients if r not in decided]
+    stale_possible = session.reused
     while pending:
-        transaction = _Transaction(client, config, host)
+        transaction = _Transaction(session, config, host, stale_possible)
+        stale_possible = False
         overflow = await transaction.run(sender, envelope, content, pending, wire)
         decided.update(transaction.decided)
         if not overflow:
@@ -85,8 +101,10 @@ def _too_many(reply: Reply) -> bool:
 
 
 class _Transaction:
-    def __init__(self, client: aiosmtplib.SMTP, config: DeliveryConfig, host: str):
-        self.client = client
+    def __init__(self, session: Session, config: DeliveryConfig, host: str, stale_possible: bool = False):
+        self.session = session
+        self.client = session.client
+        self.stale_possible = stale_possible
         self.config = config
         self.host = host
         self.decided: dict[str, RecipientResult] = {}
@@ -100,10 +118,19 @@ class _Transaction:
         """Run MAIL, RCPT and DATA; return the recipients left over by a recipient limit."""
         command = "MAIL"
         overflow: list[str] = []
+        self.session.ready = False
         try:
             options = _mail_options(self.client, envelope, content)
-            reply = await self._command(b"MAIL", b"FROM:<" + sender.encode() + b">", *options)
+            try:
+                reply = await self._command(b"MAIL", b"FROM:<" + sender.encode() + b">", *options)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                if self.stale_possible:
+                    raise StaleSession(str(exc)) from exc
+                raise
+            if reply.code == 421 and self.stale_possible:
+                raise StaleSession(str(reply))
             if reply.code != 250:
+                self.session.ready = reply.code != 421
                 for address in recipients:
                     self.decide(address, outcome.for_reply(reply), reply)
                 return []
@@ -123,11 +150,15 @@ class _Transaction:
                     self.decide(address, state, reply)
             if not accepted:
                 await self._reset()
+                self.session.ready = True
                 return overflow
 
             command = "DATA"
             self.accepted_any = True
             reply = await self._data(content)
+            # A refusal may answer DATA itself rather than the final dot,
+            # leaving the transaction open; only a 250 surely ended it.
+            self.session.ready = reply.code == 250
             for address in accepted:
                 self.decide(address, outcome.for_reply(reply), reply)
         except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:

@@ -16,6 +16,7 @@ import aiosmtplib
 
 from relayd.config.model import DeliveryConfig
 from relayd.delivery import outcome
+from relayd.delivery.data import send_data
 from relayd.delivery.errors import local_reply, translate_error
 from relayd.delivery.results import OutboundEnvelope, RecipientResult, wire_address
 from relayd.delivery.session import Session
@@ -177,10 +178,7 @@ class _Transaction:
         return Reply.parse(response.code, response.message, verb.decode())
 
     async def _data(self, content: bytes) -> Reply:
-        try:
-            response = await self.client.data(content, timeout=self.config.data_timeout)
-        except aiosmtplib.SMTPDataError as exc:
-            return Reply.parse(exc.code, exc.message, "DATA")
+        response = await send_data(self.client, content, self.config.data_timeout)
         return Reply.parse(response.code, response.message, "DATA")
 
     async def _reset(self) -> None:

@@ -239,7 +239,7 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
     reloader.subscribe(reloadable.apply)
     sessions = Sessions()
     readiness = Health()
-    http = HttpServer(config.http.listen, create_app(readiness, spool, scheduler, state))
+    http = HttpServer(config.http.listen, create_app(readiness, spool, scheduler, state, suppressions))
 
     # The signal handlers go in before the first await, so neither signal
     # can take its default action (exit) while relayd is starting.
@@ -267,6 +267,11 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
         scheduler.schedule(job.queue_id, job.domain, job.due, job.message_class, deadline)
     _log_keys(keys)
     log.info("spool_recovered", jobs=len(pending), spool=str(spool.path))
+    try:
+        await suppressions.refresh()
+    except StateError as exc:
+        # Until a refresh succeeds, each RCPT is looked up in the store.
+        log.error("suppression_refresh_failed", error=str(exc))
 
     try:
         servers = await start_listeners(config, handler, sessions)
@@ -280,6 +285,7 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
     courier.pool.start()
     await dispatcher.start()
     housekeeping = asyncio.create_task(_housekeeping(config, state), name="housekeeping")
+    refresher = asyncio.create_task(suppressions.keep_refreshed(), name="suppression-refresh")
     scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
     readiness.state = Health.READY
     systemd.notify("READY=1", "STATUS=Accepting mail")
@@ -299,9 +305,10 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
         server.close()
     await courier.pool.close()
     webhooks_left = await dispatcher.stop(WEBHOOK_SHUTDOWN_GRACE)
-    housekeeping.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await housekeeping
+    for task in (housekeeping, refresher):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await http.stop()
     reloadable.close()
     state.close()

@@ -1,23 +1,29 @@
 """The suppression list: which bounces add an address, how addresses compare, CSV import and export."""
 
+import asyncio
 import csv
 import time
 from datetime import datetime, timezone
 from typing import Callable, Iterable, TextIO
 
 import idna
+import structlog
 
 from relayd.addresses import AddressError, parse_path
 from relayd.config.model import SuppressionConfig
 from relayd.events import rfc3339
 from relayd.reply import Reply
-from relayd.state import Suppression, SuppressionStore
+from relayd.state import StateError, Suppression, SuppressionStore
+
+log = structlog.get_logger("relayd.suppression")
 
 BOUNCE = "bounce"
 MANUAL = "manual"
 SOURCES = (BOUNCE, MANUAL)
 CSV_FIELDS = ("address", "reason", "source", "created_at", "expires_at")
 MANUAL_REASON = "added by an operator"
+# How often the daemon checks for changes made by another process.
+REFRESH_INTERVAL = 1.0
 
 
 def normalize_address(address: str) -> str:
@@ -70,15 +76,54 @@ def suppresses(reply: Reply, codes: Iterable[str]) -> bool:
 
 
 class SuppressionList:
-    """The suppression list as the listener and the attempts use it."""
+    """The suppression list as the listener and the attempts use it.
+
+    Every RCPT is checked against the list, and a query per RCPT on a
+    state reader thread cost a tenth of relayd's CPU under load. So the
+    listed addresses and their expiry times are kept in memory, and the
+    store is asked only for an address found there, for its reason. The
+    copy is read again when the store's change counter moves: checked every
+    REFRESH_INTERVAL seconds, and at once when `relayd suppression` calls
+    the control API after a change.
+    """
 
     def __init__(self, store: SuppressionStore, config: SuppressionConfig, clock: Callable[[], float] = time.time):
         self.store = store
         self.config = config
         self.clock = clock
+        # None until first read: every look-up then goes to the store.
+        self._listed: dict[str, float | None] | None = None
+        self._counter: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._listed or {})
 
     async def find(self, address: str) -> Suppression | None:
-        return await self.store.find_suppression(normalize_address(address), self.clock())
+        normalized = normalize_address(address)
+        now = self.clock()
+        if self._listed is not None:
+            if normalized not in self._listed:
+                return None
+            expires_at = self._listed[normalized]
+            if expires_at is not None and expires_at <= now:
+                return None
+        return await self.store.find_suppression(normalized, now)
+
+    async def refresh(self) -> bool:
+        """Read the list into memory again if it changed since the last read; return whether it did."""
+        if self._listed is not None and await self.store.suppression_changes() == self._counter:
+            return False
+        self._counter, self._listed = await self.store.suppressed_addresses(self.clock())
+        return True
+
+    async def keep_refreshed(self) -> None:
+        """Refresh for ever; a failed read keeps the copy in memory and is logged."""
+        while True:
+            try:
+                await self.refresh()
+            except StateError as exc:
+                log.error("suppression_refresh_failed", error=str(exc))
+            await asyncio.sleep(REFRESH_INTERVAL)
 
     async def add_bounce(self, address: str, reply: Reply) -> Suppression | None:
         """Add `address` when `reply` is a hard bounce; return the new entry, or None."""
@@ -93,6 +138,8 @@ class SuppressionList:
             expires_at=now + self.config.ttl if self.config.ttl else None,
         )
         await self.store.add_suppressions([entry])
+        if self._listed is not None:
+            self._listed[entry.address] = entry.expires_at
         return entry
 
 

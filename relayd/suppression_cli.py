@@ -1,7 +1,10 @@
 """`relayd suppression list|add|remove|import|export`: the suppression list from the command line.
 
 The commands open the state store's SQLite file directly; WAL mode lets them
-run while the daemon uses the same file.
+run while the daemon uses the same file. After a change they ask a running
+daemon, through the control API on `http.listen`, to read the list again,
+so the change applies to the next RCPT. A daemon that cannot be reached
+finds the change by itself within a second.
 """
 
 import argparse
@@ -12,7 +15,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Callable, Iterator, TextIO
 
+from relayd.commands.queue import CommandError, request, url_for
 from relayd.config import Config
+from relayd.http.suppression_api import PATH as REFRESH_PATH
 from relayd.config.units import DURATION_HELP, parse_duration
 from relayd.state import SqliteStateStore, StateError, Suppression, state_path
 from relayd.suppression import MANUAL, MANUAL_REASON, one_line, parse_address, read_csv, write_csv
@@ -95,7 +100,17 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
             print(f"exported {count} addresses", file=sys.stderr)
     finally:
         store.close()
+    if command in ("add", "remove", "import"):
+        _tell_daemon(config)
     return 0
+
+
+def _tell_daemon(config: Config) -> None:
+    base = url_for(config.http.listen)
+    try:
+        request(base, "POST", REFRESH_PATH, body={})
+    except CommandError as exc:
+        print(f"relayd: note: the change is stored; a running daemon applies it within a second ({exc})", file=sys.stderr)
 
 
 def _ttl(text: str | None) -> float | None:

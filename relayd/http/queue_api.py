@@ -25,6 +25,8 @@ from relayd.spool.admin import QueuedMessage
 log = structlog.get_logger("relayd.http")
 
 PREFIX = "/v1/queue"
+# Every path of the control API, the queue's and the suppression list's.
+CONTROL_PREFIX = "/v1/"
 # new_queue_id() writes 19 upper-case hexadecimal digits.
 QUEUE_ID = "[0-9A-F]{13,40}"
 MAX_LIMIT = 10_000
@@ -63,10 +65,10 @@ def is_local_host_header(host: str | None) -> bool:
 
 @web.middleware
 async def control_guard(request: web.Request, handler):
-    if not request.path.startswith(PREFIX):
+    if not request.path.startswith(CONTROL_PREFIX):
         return await handler(request)
     if not is_loopback(request.remote):
-        return json_error(403, "the queue control API answers loopback clients only")
+        return json_error(403, "the control API answers loopback clients only")
     if not is_local_host_header(request.host):
         return json_error(403, "the Host header must be an IP address or localhost")
     if request.method != "GET" and request.content_type != "application/json":

@@ -1,8 +1,9 @@
-"""The HTTP listener on `http.listen`: /metrics, /healthz and the queue control API.
+"""The HTTP listener on `http.listen`: /metrics, /healthz and the control API.
 
 One aiohttp application serves all three. /metrics and /healthz are meant to
-be scraped from elsewhere; the control API under /v1/queue/ serves
-loopback clients only (see relayd.http.queue_api).
+be scraped from elsewhere; the control API under /v1/ (the queue, and the
+suppression list's refresh) serves loopback clients only (see
+relayd.http.queue_api).
 """
 
 import sqlite3
@@ -15,8 +16,10 @@ from relayd import metrics
 from relayd.config.units import HostPort
 from relayd.delivery.scheduler import Scheduler
 from relayd.http.queue_api import QueueApi, control_guard
+from relayd.http.suppression_api import suppression_routes
 from relayd.spool import Spool
 from relayd.state import OutboxStore, StateError
+from relayd.suppression import SuppressionList
 
 log = structlog.get_logger("relayd.http")
 
@@ -41,7 +44,13 @@ class Health:
         return self.state == self.READY
 
 
-def create_app(health: Health, spool: Spool, scheduler: Scheduler, outbox: OutboxStore | None = None) -> web.Application:
+def create_app(
+    health: Health,
+    spool: Spool,
+    scheduler: Scheduler,
+    outbox: OutboxStore | None = None,
+    suppressions: SuppressionList | None = None,
+) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": health.state}, status=200 if health.ok else 503)
 
@@ -65,6 +74,8 @@ def create_app(health: Health, spool: Spool, scheduler: Scheduler, outbox: Outbo
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_routes(QueueApi(spool, scheduler).routes())
+    if suppressions is not None:
+        app.router.add_routes(suppression_routes(suppressions))
     return app
 
 

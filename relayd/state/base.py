@@ -90,6 +90,12 @@ class SuppressionStore(Protocol):
     async def list_suppressions(self, now: float) -> list[Suppression]:
         """Return every entry not expired at `now`, ordered by address."""
 
+    async def suppression_changes(self) -> int:
+        """Return a counter that grows with every change to the list, from any process."""
+
+    async def suppressed_addresses(self, now: float) -> tuple[int, dict[str, float | None]]:
+        """Return the change counter and the expiry time (None: never) of every address not expired at `now`."""
+
 
 class IdempotencyStore(Protocol):
     async def reserve_key(self, key: IdempotencyKey, queue_id: str, now: float, window: float) -> Reservation:

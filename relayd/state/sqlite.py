@@ -31,6 +31,20 @@ CREATE TABLE IF NOT EXISTS suppressions (
     created_at REAL NOT NULL,
     expires_at REAL
 );
+-- Counts every change to the suppression list, whoever makes it (the
+-- daemon, or `relayd suppression` in another process), so the daemon can
+-- tell when its copy in memory is out of date.
+CREATE TABLE IF NOT EXISTS suppression_changes (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    counter INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO suppression_changes VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS suppression_inserted AFTER INSERT ON suppressions
+    BEGIN UPDATE suppression_changes SET counter = counter + 1; END;
+CREATE TRIGGER IF NOT EXISTS suppression_updated AFTER UPDATE ON suppressions
+    BEGIN UPDATE suppression_changes SET counter = counter + 1; END;
+CREATE TRIGGER IF NOT EXISTS suppression_deleted AFTER DELETE ON suppressions
+    BEGIN UPDATE suppression_changes SET counter = counter + 1; END;
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     digest     TEXT PRIMARY KEY,
     queue_id   TEXT NOT NULL,
@@ -120,6 +134,27 @@ class SqliteStateStore:
                 (now,),
             ).fetchall()
             return [Suppression(*row) for row in rows]
+
+        return await self._read(query)
+
+    async def suppression_changes(self) -> int:
+        def query(connection: sqlite3.Connection) -> int:
+            return connection.execute("SELECT counter FROM suppression_changes").fetchone()[0]
+
+        return await self._read(query)
+
+    async def suppressed_addresses(self, now: float) -> tuple[int, dict[str, float | None]]:
+        def query(connection: sqlite3.Connection):
+            # One read transaction, so the counter belongs to the addresses read.
+            connection.execute("BEGIN")
+            try:
+                (counter,) = connection.execute("SELECT counter FROM suppression_changes").fetchone()
+                rows = connection.execute(
+                    "SELECT address, expires_at FROM suppressions WHERE expires_at IS NULL OR expires_at > ?", (now,)
+                ).fetchall()
+            finally:
+                connection.execute("COMMIT")
+            return counter, dict(rows)
 
         return await self._read(query)
 

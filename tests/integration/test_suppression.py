@@ -1,8 +1,10 @@
 """The suppression list through the running daemon and the `relayd suppression` command."""
 
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.support.daemon import ROOT
 from tests.support.sinks import SmtpScript
@@ -117,3 +119,39 @@ def test_drop_mode_accepts_and_reports(sinks, daemon, webhook_receiver):
     assert suppressed["data"]["reason"] == "added by an operator"
     time.sleep(0.5)
     assert len(sink.messages) == 1
+
+
+def test_added_address_is_refused_at_the_next_rcpt(daemon):
+    relayd = daemon({"routes": {"supp.test": "127.0.0.2"}})
+    assert rcpt_reply(relayd, "now@supp.test")[0] == 250
+    added = cli(relayd, "add", "now@supp.test")
+    assert added.returncode == 0
+    # The command has asked the daemon to read the list again: no wait needed.
+    assert "note:" not in added.stderr
+    assert rcpt_reply(relayd, "now@supp.test")[0] == 550
+    assert cli(relayd, "remove", "now@supp.test").returncode == 0
+    assert rcpt_reply(relayd, "now@supp.test")[0] == 250
+
+
+def test_change_written_by_another_program_applies_within_seconds(daemon):
+    relayd = daemon({"routes": {"supp.test": "127.0.0.2"}})
+    assert rcpt_reply(relayd, "direct@supp.test")[0] == 250
+    # Written straight into the state store: the daemon hears nothing of it.
+    with sqlite3.connect(Path(relayd.config["server"]["spool_dir"]) / "state.db") as connection:
+        connection.execute(
+            "INSERT INTO suppressions VALUES ('direct@supp.test', 'imported by a script', 'manual', ?, NULL)", (time.time(),)
+        )
+    deadline = time.monotonic() + 5
+    while rcpt_reply(relayd, "direct@supp.test")[0] != 550:
+        assert time.monotonic() < deadline, "the daemon did not notice the new entry within 5 s"
+        time.sleep(0.1)
+
+
+def test_command_without_a_running_daemon_says_the_change_waits_for_it(daemon):
+    relayd = daemon({"routes": {"supp.test": "127.0.0.2"}})
+    relayd.stop()
+    added = cli(relayd, "add", "offline@supp.test")
+    assert added.returncode == 0
+    assert added.stderr.startswith("relayd: note: the change is stored; a running daemon applies it within a second")
+    listed = cli(relayd, "list")
+    assert "offline@supp.test" in listed.stdout

@@ -3,7 +3,7 @@
 import pytest
 
 from relayd.spool import NewMessage, RecipientUpdate, Spool
-from relayd.spool.fresh import FreshMessages
+from relayd.spool.fresh import ENTRY_OVERHEAD, FreshMessages
 
 CONTENT = b"Subject: fresh\r\n\r\nbody\r\n"
 
@@ -64,17 +64,17 @@ async def test_deleted_message_is_not_served_from_memory(spools):
 
 
 def test_oldest_entries_are_dropped_beyond_the_limit():
-    fresh = FreshMessages(limit=3 * len(CONTENT))
+    fresh = FreshMessages(limit=3 * (len(CONTENT) + ENTRY_OVERHEAD))
     for n in range(5):
         fresh.add(f"Q{n}", _message("a@one.test"))
     assert len(fresh) == 3
-    assert fresh.size == 3 * len(CONTENT)
+    assert fresh.size == 3 * (len(CONTENT) + ENTRY_OVERHEAD)
     assert fresh.take("Q0", "one.test") is None
     assert fresh.take("Q4", "one.test") is not None
 
 
 def test_fresh_skips_a_message_larger_than_the_limit():
-    fresh = FreshMessages(limit=10)
+    fresh = FreshMessages(limit=ENTRY_OVERHEAD)
     fresh.add("Q1", _message("a@one.test"))
     assert len(fresh) == 0
     assert fresh.size == 0

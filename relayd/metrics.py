@@ -71,12 +71,14 @@ REASON_BY_REPLY = {
     "R501_SYNTAX_RCPT": "protocol",
     "R501_BAD_PARAMETER": "protocol",
     "R502_NO_AUTH": "protocol",
+    "R502_NO_EXPN": "protocol",
     "R502_NO_STARTTLS": "protocol",
     "R503_NESTED_MAIL": "protocol",
     "R503_NEED_MAIL": "protocol",
     "R503_NEED_RCPT": "protocol",
     "R503_NEED_EHLO": "protocol",
     "R555_UNKNOWN_PARAMETER": "protocol",
+    "R555_UNSUPPORTED_PARAMETER": "protocol",
 }
 # A refusal that matches no constant (a reply aiosmtpd wrote itself) is
 # grouped by the subject of its RFC 3463 enhanced status code.

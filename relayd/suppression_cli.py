@@ -53,6 +53,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     except ValueError as exc:
         print(f"relayd: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of the output went away; relayd.cli.main ends quietly.
+        raise
     except OSError as exc:
         print(f"relayd: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -15,6 +15,9 @@ FILLED = {
     "what": "LF",
     "value": "bulk",
     "domain": "example.com",
+    "command": "MAIL FROM",
+    "name": "RET",
+    "allowed": "this server supports SIZE",
     "reason": "no key",
     "date": "2026-01-02",
 }

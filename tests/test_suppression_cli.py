@@ -1,10 +1,14 @@
 """`relayd suppression` run in-process against a state store under tmp_path."""
 
 import io
+import shlex
+import subprocess
+import sys
 
 import pytest
 
 from relayd.cli import main
+from tests.support.daemon import ROOT
 
 
 @pytest.fixture
@@ -137,3 +141,18 @@ def test_change_without_a_daemon_ends_with_a_note(capsys, config_file):
 
 def test_listing_does_not_call_the_daemon(capsys, config_file):
     assert run(capsys, "list", "--config", config_file("a"))[2] == ""
+
+
+def test_suppression_list_cut_short_by_its_reader_ends_quietly(capsys, config_file, tmp_path):
+    config = config_file("a")
+    listing = tmp_path / "many.csv"
+    listing.write_text("address\n" + "".join(f"user{n}@example.com\n" for n in range(20000)))
+    assert run(capsys, "import", str(listing), "--config", config)[0] == 0
+
+    # `head -1` exits after one line, while relayd still has most of the list to write.
+    pipeline = subprocess.run(
+        f"{shlex.quote(sys.executable)} -m relayd suppression list --config {shlex.quote(config)} | head -1",
+        shell=True, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert pipeline.stdout.split() == ["ADDRESS", "SOURCE", "CREATED", "EXPIRES", "REASON"]
+    assert pipeline.stderr == ""

@@ -255,8 +255,9 @@ def _suppression(section: Section) -> model.SuppressionConfig:
     section.expect("codes", "action", "ttl")
     default = model.SuppressionConfig()
     codes = section.string_list("codes", default.codes)
-    if not all(_STATUS_PATTERN.match(code) for code in codes):
-        raise section.fail("codes", 'a list of permanent enhanced status codes such as "5.1.1" or "5.1.x"')
+    bad = [code for code in codes if not _STATUS_PATTERN.match(code)]
+    if bad:
+        raise section.fail("codes", f'permanent enhanced status codes such as "5.1.1" or "5.1.x", not "{bad[0]}"')
     config = model.SuppressionConfig(
         codes=codes,
         action=section.choice("action", default.action, model.SUPPRESSION_ACTIONS),

@@ -1,11 +1,17 @@
 """The TOML table reader that every section parser uses, the checks they share, and the error they raise."""
 
 import ipaddress
+import json
+import re
 from typing import Any
 
 import idna
 
 from relayd.config.units import DURATION_HELP, SIZE_HELP, HostPort, parse_duration, parse_host_port, parse_size
+
+
+# TOML 1.0: a bare key is ASCII letters, digits, "_" and "-".
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfigError(Exception):
@@ -23,7 +29,10 @@ class Section:
         self.used: set[str] = set()
 
     def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
+        # A key that is not a TOML bare key, such as a route's domain, is
+        # shown quoted, as it is written in the file: routes."example.com".
+        shown = name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+        return f"{self.path}.{shown}" if self.path else shown
 
     def has(self, name: str) -> bool:
         return name in self.table

@@ -88,3 +88,5 @@ R550_NO_AUTHOR_DOMAIN = Reply(
 R451_ALIGNMENT_UNCHECKED = Reply(451, "4.4.3", "Temporary DNS failure checking DMARC alignment for {domain}, try again later")
 R552_TOO_BIG = Reply(552, "5.3.4", "Message too big: the maximum size is {limit} bytes")
 R555_UNKNOWN_PARAMETER = Reply(555, "5.5.4", "Unsupported MAIL FROM or RCPT TO parameter")
+R555_UNSUPPORTED_PARAMETER = Reply(555, "5.5.4", "Unsupported {command} parameter {name}: {allowed}")
+R502_NO_EXPN = Reply(502, "5.5.1", "EXPN is not supported: relayd relays mail and has no mailing lists to expand")

@@ -4,7 +4,7 @@ import asyncio
 import secrets
 
 import structlog
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from relayd import maillog
 from relayd.config import Config
@@ -35,6 +35,7 @@ _LIBRARY_REPLIES: dict[str, Reply] = {
     "501 Error: SMTPUTF8 takes no arguments": replies.R501_BAD_PARAMETER.format(detail="SMTPUTF8 takes no value"),
     "555 MAIL FROM parameters not recognized or not implemented": replies.R555_UNKNOWN_PARAMETER,
     "555 RCPT TO parameters not recognized or not implemented": replies.R555_UNKNOWN_PARAMETER,
+    "502 EXPN not implemented": replies.R502_NO_EXPN,
     "250 OK": replies.R250_OK,
     "221 Bye": replies.R221_BYE,
 }
@@ -78,12 +79,44 @@ class RelaySMTP(SMTP):
     def in_transaction(self) -> bool:
         return bool(self.envelope is not None and self.envelope.mail_from)
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str) -> None:
         if self._sessions.draining:
             maillog.rejected(reply=replies.R421_SHUTTING_DOWN, reason="shutting down", client=self._client())
             self.close_for_shutdown()
             return
+        if self.session is not None and self.session.extended_smtp and not self.in_transaction:
+            problem = self._parameter_problem(arg, "FROM:", "MAIL FROM", _MAIL_PARAMETERS)
+            if problem is not None:
+                await self.push(str(problem))
+                return
         await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str) -> None:
+        if self.session is not None and self.session.extended_smtp and self.in_transaction:
+            problem = self._parameter_problem(arg, "TO:", "RCPT TO", ())
+            if problem is not None:
+                await self.push(str(problem))
+                return
+        await super().smtp_RCPT(arg)
+
+    def _parameter_problem(self, arg: str | None, keyword: str, command: str, allowed: tuple[str, ...]) -> Reply | None:
+        """Name the parameter aiosmtpd would refuse without saying which; None leaves the command to aiosmtpd."""
+        stripped = self._strip_command_keyword(keyword, arg) if arg else None
+        if not stripped:
+            return None
+        address, parameters = self._getaddr(stripped)
+        if not address or not parameters:
+            return None
+        for parameter in parameters.split():
+            name, _, value = parameter.partition("=")
+            if name.upper() not in allowed:
+                supported = f"this server supports {', '.join(allowed)}" if allowed else "this server supports none"
+                return replies.R555_UNSUPPORTED_PARAMETER.format(command=command, name=name, allowed=supported)
+            if name.upper() == "SIZE" and not value.isdigit():
+                return replies.R501_BAD_PARAMETER.format(detail=f"SIZE={value} is not a number of octets")
+        return None
 
     def close_for_shutdown(self) -> None:
         """Send 421 (RFC 5321 3.8) and close the connection."""
@@ -174,6 +207,10 @@ class RelaySMTP(SMTP):
             return None, None
         inner = text[1:end]
         return (inner or "<>"), text[end + 1 :].strip()
+
+
+# The MAIL parameters of the extensions relayd offers (RFC 1870, 6152, 6531).
+_MAIL_PARAMETERS = ("SIZE", "BODY", "SMTPUTF8")
 
 
 def _closing_bracket(text: str) -> int:

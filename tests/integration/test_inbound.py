@@ -225,6 +225,26 @@ def test_commands_out_of_order(relay):
     session.close()
 
 
+def test_unsupported_parameters_are_named(relay):
+    relayd, _ = relay
+    session = RawSession(relayd.smtp_port)
+    session.send(b"EHLO client.test\r\n")
+    assert session.send(b"MAIL FROM:<app@sender.test> RET=HDRS\r\n") == (
+        b"555 5.5.4 Unsupported MAIL FROM parameter RET: this server supports SIZE, BODY, SMTPUTF8"
+    )
+    assert session.send(b"MAIL FROM:<app@sender.test> SIZE=abc\r\n") == (
+        b"501 5.5.4 Invalid parameter: SIZE=abc is not a number of octets"
+    )
+    assert session.send(b"MAIL FROM:<app@sender.test> SIZE=100 BODY=8BITMIME\r\n").startswith(b"250 ")
+    assert session.send(b"RCPT TO:<user@dest.test> NOTIFY=NEVER\r\n") == (
+        b"555 5.5.4 Unsupported RCPT TO parameter NOTIFY: this server supports none"
+    )
+    assert session.send(b"RCPT TO:<user@dest.test>\r\n").startswith(b"250 ")
+    assert session.send(b"EXPN staff\r\n").startswith(b"502 5.5.1 EXPN is not supported")
+    assert session.send(b"HELP RCPT\r\n") == b"250 Syntax: RCPT TO: <address> [SP <mail-parameters>]"
+    session.close()
+
+
 def test_auth_and_starttls_not_supported(relay):
     relayd, _ = relay
     session = RawSession(relayd.smtp_port)

@@ -239,7 +239,7 @@ async def serve(config: Config, keys: list[SigningKey]) -> int:
     reloader.subscribe(reloadable.apply)
     sessions = Sessions()
     readiness = Health()
-    http = HttpServer(config.http.listen, create_app(readiness, spool, scheduler, state, suppressions))
+    http = HttpServer(config.http.listen, create_app(readiness, spool, scheduler, state, suppressions, health))
 
     # The signal handlers go in before the first await, so neither signal
     # can take its default action (exit) while relayd is starting.

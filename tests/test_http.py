@@ -70,7 +70,7 @@ async def test_control_api_needs_json_to_change_queue(served):
 
     assert plain.status == 415
     assert json_body.status == 200
-    assert await json_body.json() == {"queue_id": None, "messages": 0, "domains": 0}
+    assert await json_body.json() == {"queue_id": None, "messages": 0, "domains": 0, "paused": []}
 
 
 @pytest.mark.parametrize(

@@ -90,8 +90,13 @@ def test_stats_table():
 @pytest.mark.parametrize(
     ("answer", "text"),
     [
-        ({"queue_id": None, "messages": 2, "domains": 3}, "Retrying now: 3 domains of 2 messages."),
-        ({"queue_id": "ABC", "messages": 1, "domains": 1}, "Retrying now: 1 domain of 1 message."),
+        ({"queue_id": None, "messages": 2, "domains": 3}, "Retrying now: 2 messages to 3 domains."),
+        ({"queue_id": "ABC", "messages": 1, "domains": 1}, "Retrying now: 1 message to 1 domain."),
+        (
+            {"queue_id": None, "messages": 1, "domains": 1, "paused": [{"domain": "dead.test", "until": 0.0}]},
+            "Retrying now: 1 message to 1 domain.\n"
+            "dead.test is paused after repeated connection failures: its recipients wait until 00:00:00 UTC.",
+        ),
         ({"queue_id": "ABC", "messages": 0, "domains": 0}, "Nothing to retry: ABC has no deferred recipient waiting for a later attempt."),
     ],
 )

@@ -111,7 +111,13 @@ def retried(response: dict) -> str:
         if response.get("queue_id"):
             return f"Nothing to retry: {response['queue_id']} has no deferred recipient waiting for a later attempt."
         return "Nothing to retry: no deferred recipient is waiting for a later attempt."
-    return f"Retrying now: {domains} {'domain' if domains == 1 else 'domains'} of {messages} {'message' if messages == 1 else 'messages'}."
+    lines = [f"Retrying now: {messages} {'message' if messages == 1 else 'messages'} to {domains} {'domain' if domains == 1 else 'domains'}."]
+    for entry in response.get("paused", []):
+        until = datetime.fromtimestamp(entry["until"], timezone.utc).strftime("%H:%M:%S UTC")
+        lines.append(
+            f"{entry['domain']} is paused after repeated connection failures: its recipients wait until {until}."
+        )
+    return "\n".join(lines)
 
 
 def deleted(response: dict) -> str:

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from relayd import maillog
+from relayd.delivery.health import DestinationHealth
 from relayd.delivery.scheduler import Scheduler
 from relayd.spool import PENDING_STATES, Spool
 from relayd.spool.admin import QueuedMessage
@@ -106,10 +107,17 @@ def message_json(queued: QueuedMessage, now: float) -> dict:
 class QueueApi:
     """Handlers that read the spool and change it together with the schedule."""
 
-    def __init__(self, spool: Spool, scheduler: Scheduler, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        spool: Spool,
+        scheduler: Scheduler,
+        clock: Callable[[], float] = time.time,
+        health: DestinationHealth | None = None,
+    ):
         self.spool = spool
         self.scheduler = scheduler
         self.clock = clock
+        self.health = health
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -177,8 +185,16 @@ class QueueApi:
             self.scheduler.schedule(pair_queue_id, domain, now)
 
         messages = len({pair[0] for pair in pairs})
-        log.info("queue_retry", queue_id=queue_id or "all", messages=messages, domains=len(pairs))
-        return web.json_response({"queue_id": queue_id, "messages": messages, "domains": len(pairs)})
+        domains = sorted({pair[1] for pair in pairs})
+        # A paused destination keeps its pause: retrying a host that keeps
+        # failing would only fail again, and the reply names such domains.
+        paused = [
+            {"domain": domain, "until": until}
+            for domain in domains
+            if self.health is not None and (until := self.health.paused_until(domain)) is not None
+        ]
+        log.info("queue_retry", queue_id=queue_id or "all", messages=messages, domains=len(domains), paused=len(paused))
+        return web.json_response({"queue_id": queue_id, "messages": messages, "domains": len(domains), "paused": paused})
 
     async def delete(self, request: web.Request) -> web.Response:
         queue_id = request.match_info["queue_id"]

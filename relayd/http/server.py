@@ -14,6 +14,7 @@ from aiohttp import web
 
 from relayd import metrics
 from relayd.config.units import HostPort
+from relayd.delivery.health import DestinationHealth
 from relayd.delivery.scheduler import Scheduler
 from relayd.http.queue_api import QueueApi, control_guard
 from relayd.http.suppression_api import suppression_routes
@@ -50,6 +51,7 @@ def create_app(
     scheduler: Scheduler,
     outbox: OutboxStore | None = None,
     suppressions: SuppressionList | None = None,
+    destinations: DestinationHealth | None = None,
 ) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": health.state}, status=200 if health.ok else 503)
@@ -73,7 +75,7 @@ def create_app(
     app = web.Application(middlewares=[control_guard])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
-    app.router.add_routes(QueueApi(spool, scheduler).routes())
+    app.router.add_routes(QueueApi(spool, scheduler, health=destinations).routes())
     if suppressions is not None:
         app.router.add_routes(suppression_routes(suppressions))
     return app

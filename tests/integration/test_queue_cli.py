@@ -1,6 +1,7 @@
 """`relayd queue` against the running daemon: list, show, stats, retry, delete and flush."""
 
 import re
+import time
 
 from tests.support.sinks import SmtpScript
 
@@ -48,7 +49,7 @@ def test_queue_commands(sinks, daemon):
 
     # retry brings one message forward; the other keeps its next attempt time.
     sink.script = SmtpScript()
-    assert relayd.queue("retry", first).stdout.strip() == "Retrying now: 1 domain of 1 message."
+    assert relayd.queue("retry", first).stdout.strip() == "Retrying now: 1 message to 1 domain."
     relayd.wait_for_event("delivered", queue_id=first, timeout=10)
     assert relayd.queue_json("show", second)["recipients"][0]["state"] == "deferred"
     assert relayd.queue("show", first, check=False).returncode == 1
@@ -64,7 +65,7 @@ def test_queue_commands(sinks, daemon):
     fourth = relayd.submit(["d@other.test"], MESSAGE)
     relayd.wait_for_event("deferred", count=4)
     sink.script = SmtpScript()
-    assert relayd.queue("flush").stdout.strip() == "Retrying now: 2 domains of 2 messages."
+    assert relayd.queue("flush").stdout.strip() == "Retrying now: 2 messages to 2 domains."
     relayd.wait_for_event("delivered", queue_id=third, timeout=10)
     relayd.wait_for_event("delivered", queue_id=fourth, timeout=10)
     assert relayd.queue("retry", "--all").stdout.strip() == "Nothing to retry: no deferred recipient is waiting for a later attempt."
@@ -86,3 +87,28 @@ def test_queue_command_errors(daemon):
     unreachable = relayd.queue("stats", check=False)
     assert unreachable.returncode == 1
     assert f"cannot reach relayd at http://127.0.0.1:{relayd.http_port}" in unreachable.stderr
+
+
+def test_retry_names_a_paused_destination(daemon):
+    # Nothing listens on 127.0.0.9, so two failed attempts pause dead.test for an hour.
+    relayd = daemon(
+        {
+            "routes": {"dead.test": "127.0.0.9"},
+            "delivery": {"pause_after": 2, "pause": "1h"},
+            "retry": {"first": "1h", "max_interval": "1h"},
+        }
+    )
+    for n in range(2):
+        relayd.submit([f"user{n}@dead.test"], MESSAGE)
+    relayd.wait_for_event("destination_paused", timeout=10)
+    relayd.wait_for_event("deferred", count=2)
+
+    retried = relayd.queue("flush").stdout.strip().splitlines()
+    assert retried[0] == "Retrying now: 2 messages to 1 domain."
+    assert re.fullmatch(
+        r"dead\.test is paused after repeated connection failures: its recipients wait until \d\d:\d\d:\d\d UTC\.",
+        retried[1],
+    )
+    # The pause holds: no attempt was made after the retry.
+    time.sleep(1)
+    assert len(relayd.events("deferred")) == 2

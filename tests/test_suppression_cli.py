@@ -143,7 +143,7 @@ def test_listing_does_not_call_the_daemon(capsys, config_file):
     assert run(capsys, "list", "--config", config_file("a"))[2] == ""
 
 
-def test_suppression_list_cut_short_by_its_reader_ends_quietly(capsys, config_file, tmp_path):
+def test_list_into_closed_pipe_is_quiet(capsys, config_file, tmp_path):
     config = config_file("a")
     listing = tmp_path / "many.csv"
     listing.write_text("address\n" + "".join(f"user{n}@example.com\n" for n in range(20000)))

@@ -31,8 +31,8 @@ class Section:
     def key(self, name: str) -> str:
         # A key that is not a TOML bare key, such as a route's domain, is
         # shown quoted, as it is written in the file: routes."example.com".
-        shown = name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
-        return f"{self.path}.{shown}" if self.path else shown
+        written = name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+        return f"{self.path}.{written}" if self.path else written
 
     def has(self, name: str) -> bool:
         return name in self.table

@@ -5,9 +5,9 @@ transaction on the same connection (RFC 5321 4.5.3.1.10) instead of being
 deferred with everyone else.
 
 A session from the pool starts with MAIL, without an RSET to check it
-first. If the server turns out to have closed it, or answers MAIL with 421,
-nothing was sent yet, and StaleSession tells the courier to carry the
-transaction on a new connection instead of deferring the recipients.
+first. If the server has closed it, or replies 421 to MAIL, nothing was
+sent yet. StaleSession then makes the courier carry the transaction on a
+new connection instead of deferring the recipients.
 """
 
 import ssl
@@ -157,8 +157,8 @@ class _Transaction:
             command = "DATA"
             self.accepted_any = True
             reply = await self._data(content)
-            # A refusal may answer DATA itself rather than the final dot,
-            # leaving the transaction open; only a 250 surely ended it.
+            # A rejection may be the reply to DATA itself rather than to the
+            # final dot, which leaves the transaction open. Only a 250 ends it.
             self.session.ready = reply.code == 250
             for address in accepted:
                 self.decide(address, outcome.for_reply(reply), reply)

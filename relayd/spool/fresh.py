@@ -6,7 +6,7 @@ two queries on reader threads, each a hand-off and a return through the
 event loop. The listener's copy is kept instead, after the spool's commit, so
 the spool stays the only record and a restart loses nothing.
 
-An entry holds the message, its content and the recipients of each domain
+An entry contains the message, its content and the recipients of each domain
 as they were stored: queued, never attempted. A domain's recipients are
 handed out once, and the entry goes when an outcome of the message is
 recorded or the message is deleted; later attempts read the spool, where
@@ -23,8 +23,8 @@ from relayd.spool.records import NewMessage, RecipientState, SpooledMessage
 # About 8,000 messages of 1 KB: seconds of accepted mail at a high rate. An
 # entry dropped early costs only the two reads it would have saved.
 DEFAULT_LIMIT = 16 * 1024 * 1024
-# What an entry takes besides its content: the records, the recipients and
-# the dictionaries, 820 octets for one recipient measured with tracemalloc.
+# The memory of an entry besides its content: the records, the recipients
+# and the dictionaries, 820 octets for one recipient measured with tracemalloc.
 ENTRY_OVERHEAD = 1024
 
 

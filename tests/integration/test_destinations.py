@@ -35,7 +35,7 @@ def test_session_idle_for_seconds_is_checked_with_rset(daemon, mx_port):
         server.stop()
 
 
-def test_session_is_checked_with_rset_after_a_refused_message(daemon, mx_port):
+def test_rset_after_rejected_message(daemon, mx_port):
     server = ScriptedMX("127.0.0.2", mx_port, Script({"dot": ["554 5.7.1 Refused", "250 2.0.0 Ok"]})).start()
     try:
         relayd = daemon({"routes": {"refuse.test": "127.0.0.2"}, "delivery": {"connection_idle": "10s"}})
@@ -66,8 +66,8 @@ def test_reused_session_closed_by_the_server_is_replaced(daemon, mx_port):
 
 
 def test_reused_session_answered_421_at_mail_is_replaced(daemon, mx_port):
-    refusal = "421 4.7.0 Too many messages on this connection"
-    server = ScriptedMX("127.0.0.2", mx_port, Script({"mail": ["250 2.1.0 Ok", refusal, "250 2.1.0 Ok"]})).start()
+    too_many = "421 4.7.0 Too many messages on this connection"
+    server = ScriptedMX("127.0.0.2", mx_port, Script({"mail": ["250 2.1.0 Ok", too_many, "250 2.1.0 Ok"]})).start()
     try:
         relayd = daemon({"routes": {"limit.test": "127.0.0.2"}, "delivery": {"connection_idle": "10s"}})
         relayd.wait_for_event("delivered", queue_id=relayd.submit(["a@limit.test"], MESSAGE))

@@ -147,7 +147,7 @@ def test_change_written_by_another_program_applies_within_seconds(daemon):
         time.sleep(0.1)
 
 
-def test_command_without_a_running_daemon_says_the_change_waits_for_it(daemon):
+def test_change_without_daemon_prints_note(daemon):
     relayd = daemon({"routes": {"supp.test": "127.0.0.2"}})
     relayd.stop()
     added = cli(relayd, "add", "offline@supp.test")

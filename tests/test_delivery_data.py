@@ -25,7 +25,7 @@ def aiosmtplib_encoding(content: bytes) -> bytes:
         (b"ends in cr\r", b"ends in cr\r\n.\r\n"),
     ],
 )
-def test_encode_data_stuffs_dots_and_ends_lines_with_crlf(content, expected):
+def test_encode_data_stuffing_and_crlf(content, expected):
     assert encode_data(content) == expected
 
 

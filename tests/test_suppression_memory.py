@@ -61,7 +61,7 @@ async def test_listed_address_is_read_with_its_reason(stores):
     assert found == entry("gone@example.org")
 
 
-async def test_change_by_another_process_is_seen_at_the_next_refresh(stores):
+async def test_refresh_sees_other_process_change(stores):
     store, command = stores
     suppressions = SuppressionList(store, SuppressionConfig(), clock=lambda: NOW)
     await suppressions.refresh()

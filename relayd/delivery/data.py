@@ -29,9 +29,9 @@ def encode_data(content: bytes) -> bytes:
 
 
 async def send_data(client: aiosmtplib.SMTP, content: bytes, timeout: float) -> aiosmtplib.SMTPResponse:
-    """Send DATA, and the content once the server answers 354; return the reply that ends the exchange.
+    """Send DATA, then the content after a 354 reply; return the reply that ends the exchange.
 
-    A refusal of DATA itself is returned as it is; the content is then not sent.
+    A rejection of DATA itself is returned as it is, and the content is not sent.
     """
     response = await client.execute_command(b"DATA", timeout=timeout)
     if response.code != 354:

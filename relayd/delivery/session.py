@@ -27,8 +27,8 @@ class Session:
     tls: str = "none"
     # True while no transaction is open on the server's side, so a reused
     # session can start with MAIL. The reply to the final dot, to RSET or
-    # to a refused MAIL leaves the server in its initial state (RFC 5321
-    # 4.1.1.1, 4.1.1.4, 4.1.1.5); after an error the state is unknown.
+    # to a rejected MAIL leaves the server in its initial state (RFC 5321
+    # 4.1.1.1, 4.1.1.4, 4.1.1.5). After an error the state is unknown.
     ready: bool = True
     # True when the session comes from the pool, where the server may have
     # closed it unseen.

@@ -8,9 +8,9 @@ the spool stays the only record and a restart loses nothing.
 
 An entry contains the message, its content and the recipients of each domain
 as they were stored: queued, never attempted. A domain's recipients are
-handed out once, and the entry goes when an outcome of the message is
-recorded or the message is deleted; later attempts read the spool, where
-the states live.
+handed out once. The entry is dropped when an outcome of the message is
+recorded or the message is deleted, so later attempts read the spool,
+where the states live.
 The oldest entries are dropped when the memory they take exceeds a bound,
 so under a backlog memory does not grow with the queue.
 """
